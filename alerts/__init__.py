@@ -1,0 +1,1 @@
+"""Everything after the stream: rules, the worker loops, alert and telemetry storage."""

@@ -1,0 +1,157 @@
+"""A consumer-group loop over the events topic that commits only after its handler succeeds.
+
+The handler gets a batch of decoded events and must be idempotent on `event_id`: after a
+crash or a rebalance the uncommitted tail of a partition is delivered again. A failing
+handler is retried on the same batch (with backoff) until it succeeds or the process stops;
+a batch is never skipped, so a database outage delays alerts but loses none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from pydantic import ValidationError
+
+from alerts import metrics
+from carewatch.kafka import EVENTS_TOPIC, make_consumer
+from devices.events import Event, event_from_json
+
+__all__ = ["BatchConsumer", "Handler"]
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[list[Event]], Awaitable[None]]
+
+
+class BatchConsumer:
+    def __init__(
+        self,
+        *,
+        name: str,
+        bootstrap: str,
+        group_id: str,
+        handler: Handler,
+        max_records: int = 5000,
+        topic: str = EVENTS_TOPIC,
+    ) -> None:
+        self._name = name
+        self._bootstrap = bootstrap
+        self._group_id = group_id
+        self._topic = topic
+        self._handler = handler
+        self._max_records = max_records
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.batches = 0
+
+    @property
+    def done(self) -> asyncio.Future[None]:
+        """Completes if the loop ends (it only does on stop or on a crash)."""
+        assert self._task is not None
+        return self._task
+
+    async def start(self) -> None:
+        self._consumer = make_consumer(self._bootstrap, self._topic, group_id=self._group_id)
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run(), name=f"{self._name}-consume")
+        self._task.add_done_callback(self._loop_done)
+        log.info("consuming", extra={"worker": self._name, "group": self._group_id})
+
+    async def stop(self, timeout: float = 15.0) -> None:
+        """Finish the batch in hand (and commit it), then leave the group."""
+        self._stopping = True
+        if self._task is not None and not self._task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+            except TimeoutError:
+                self._task.cancel()
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    async def __aenter__(self) -> BatchConsumer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def health(self) -> dict[str, Any]:
+        ok = self._task is not None and not self._task.done()
+        assigned = self._consumer.assignment() if self._consumer else set()
+        return {"ok": ok, "partitions": len(assigned), "batches": self.batches}
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        while not self._stopping:
+            batch = await self._consumer.getmany(timeout_ms=200, max_records=self._max_records)
+            if not batch:
+                continue
+            records = [r for part in batch.values() for r in part]
+            if await self._handle(self._decode(records)):
+                await self._commit(batch)
+
+    def _decode(self, records: list[ConsumerRecord]) -> list[Event]:
+        events = []
+        for record in records:
+            try:
+                events.append(event_from_json(record.value))
+            except ValidationError as exc:
+                # Only ingest writes this topic; a bad record is a bug elsewhere. Skip it
+                # loudly rather than block the partition behind it.
+                metrics.BAD_RECORDS.labels(self._name).inc()
+                log.error(
+                    "not a canonical event",
+                    extra={
+                        "worker": self._name,
+                        "partition": record.partition,
+                        "offset": record.offset,
+                        "error": str(exc)[:300],
+                    },
+                )
+        metrics.CONSUMED.labels(self._name).inc(len(records))
+        return events
+
+    async def _handle(self, events: list[Event]) -> bool:
+        """Run the handler until it succeeds (True) or we are told to stop (False)."""
+        cap = 0.2
+        while True:
+            started = time.perf_counter()
+            try:
+                await self._handler(events)
+            except Exception:
+                metrics.BATCH_RETRIES.labels(self._name).inc()
+                log.exception("batch failed; retrying", extra={"worker": self._name})
+                if self._stopping:
+                    return False  # uncommitted: redelivered to whoever takes the partitions
+                await asyncio.sleep(random.uniform(0, cap))
+                cap = min(cap * 2, 10.0)
+                continue
+            metrics.BATCH_SECONDS.labels(self._name).observe(time.perf_counter() - started)
+            metrics.BATCH_SIZE.labels(self._name).observe(len(events))
+            self.batches += 1
+            return True
+
+    async def _commit(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        assert self._consumer is not None
+        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            # A rebalance took the partitions; their new owner re-reads from the last
+            # commit, which is safe because handlers are idempotent.
+            log.warning("commit failed", extra={"worker": self._name, "error": repr(exc)})
+
+    def _loop_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.critical(
+                "consumer loop crashed", exc_info=task.exception(), extra={"worker": self._name}
+            )

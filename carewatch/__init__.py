@@ -1,0 +1,1 @@
+"""carewatch: event ingestion and alerting for smart-aging programmes."""

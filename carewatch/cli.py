@@ -1,0 +1,218 @@
+"""The `carewatch` command: one entry point, a subcommand per process or task."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from carewatch.settings import ConfigError, Settings
+
+__all__ = ["main"]
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings()
+        if args.data_dir is not None:
+            settings = settings.model_copy(update={"data_dir": args.data_dir})
+        return int(args.run(args, settings))
+    except ConfigError as exc:
+        print(f"carewatch: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="carewatch", description=__doc__)
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="embedded stack data (default ./.carewatch, CAREWATCH_DATA_DIR)",
+    )
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="start everything on this machine (embedded defaults)")
+    up.add_argument(
+        "--simulate", type=int, default=0, metavar="N", help="also run N simulated devices"
+    )
+    up.set_defaults(run=_up)
+
+    for name, helptext in (
+        ("ingest", "MQTT -> Kafka ingest process"),
+        ("rules", "rules worker: events -> alerts"),
+        ("telemetry", "telemetry worker: events -> PostgreSQL"),
+    ):
+        sub.add_parser(name, help=helptext).set_defaults(run=_service(name))
+
+    alerts = sub.add_parser("alerts", help="operator commands on alerts")
+    alerts_sub = alerts.add_subparsers(required=True, metavar="ACTION")
+    listing = alerts_sub.add_parser("list", help="list alerts, newest first")
+    listing.add_argument("--status", choices=("open", "acknowledged", "resolved"))
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    listing.set_defaults(run=_alerts_list)
+
+    sim = sub.add_parser("simulate", help="run simulated devices against the MQTT broker")
+    sim.add_argument("--devices", type=int, default=10)
+    sim.add_argument("--duration", type=float, default=None, help="seconds (default: forever)")
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument(
+        "--sos-mean-interval",
+        type=float,
+        default=180.0,
+        help="mean seconds between a button's SOS presses",
+    )
+    sim.set_defaults(run=_simulate)
+
+    schema = sub.add_parser("schema", help="print the canonical event JSON Schema")
+    schema.add_argument("--write", action="store_true", help=f"write it to {SCHEMA_PATH}")
+    schema.set_defaults(run=_schema)
+
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(run=_migrate)
+    return parser
+
+
+SCHEMA_PATH = Path("docs/schema/event.v1.json")
+
+
+def _service(name: str) -> Command:
+    def run(_args: argparse.Namespace, settings: Settings) -> int:
+        from carewatch import processes
+        from carewatch.service import run_service
+
+        return run_service(name, settings, getattr(processes, f"build_{name}"))
+
+    return run
+
+
+def _up(args: argparse.Namespace, settings: Settings) -> int:
+    from carewatch.up import run_up
+
+    return run_up(settings, simulate=args.simulate)
+
+
+def _alerts_list(args: argparse.Namespace, settings: Settings) -> int:
+    from carewatch.db import DatabaseError
+
+    try:
+        rows = asyncio.run(_fetch_alerts(settings.require_database_url(), args.status, args.limit))
+    except DatabaseError as exc:
+        print(f"carewatch: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        for row in rows:
+            sys.stdout.write(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE).decode())
+    else:
+        print(_alerts_table(rows))
+    return 0
+
+
+async def _fetch_alerts(url: str, status: str | None, limit: int) -> list[dict[str, Any]]:
+    from alerts.store import list_alerts
+    from carewatch.db import connect_pool
+
+    pool = await connect_pool(url, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            return await list_alerts(conn, status=status, limit=limit)
+    finally:
+        await pool.close()
+
+
+def _alerts_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no alerts"
+    head = ("ID", "KIND", "SEVERITY", "STATUS", "COUNT", "DEVICE", "OPENED (UTC)", "SUMMARY")
+    lines = [head] + [
+        (
+            str(r["alert_id"]),
+            r["kind"],
+            r["severity"],
+            r["status"],
+            str(r["count"]),
+            r["device_id"],
+            r["opened_at"].strftime("%Y-%m-%d %H:%M:%S"),
+            r["summary"],
+        )
+        for r in rows
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line[:-1], widths, strict=True))
+        + "  "
+        + line[-1]
+        for line in lines
+    )
+
+
+def _simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from carewatch.logs import setup_logging
+    from simulators.fleet import run_fleet
+
+    setup_logging(level=settings.log_level, fmt=settings.log_format, process_name="simulate")
+
+    async def run() -> None:
+        stats = await run_fleet(
+            mqtt_url=settings.require_mqtt_url(),
+            devices=args.devices,
+            duration=args.duration,
+            seed=args.seed,
+            protocol=settings.mqtt_protocol,
+            sos_mean_interval=args.sos_mean_interval,
+            stop=_stop_on_signals(),
+        )
+        print(orjson.dumps(stats.summary()).decode())
+
+    asyncio.run(run())
+    return 0
+
+
+def _stop_on_signals() -> asyncio.Event:
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def _schema(args: argparse.Namespace, _settings: Settings) -> int:
+    from devices.schema import event_schema_json
+
+    text = event_schema_json()
+    if args.write:
+        SCHEMA_PATH.parent.mkdir(parents=True, exist_ok=True)
+        SCHEMA_PATH.write_text(text)
+        print(f"wrote {SCHEMA_PATH}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _migrate(_args: argparse.Namespace, settings: Settings) -> int:
+    from carewatch.db import connect_pool
+
+    async def run() -> None:
+        pool = await connect_pool(settings.require_database_url(), min_size=1, max_size=1)
+        await pool.close()
+
+    asyncio.run(run())
+    print("schema is up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""The three services carewatch needs, embedded unless the settings point at real ones.
+
+Started in the order data is stored (PostgreSQL, Kafka, MQTT), so they stop the other
+way round: input first. Where they run is written to `<data_dir>/stack.json` for the other
+`carewatch` commands, and removed on stop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from types import TracebackType
+from typing import Literal, Self, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+from aiokafka.errors import KafkaError
+
+from carewatch.embedded.kafka import EmbeddedKafka
+from carewatch.embedded.mqtt import EmbeddedMqtt
+from carewatch.embedded.postgres import EmbeddedPostgres
+from carewatch.embedded.process import EmbeddedError, port_open
+from carewatch.kafka import ensure_topics
+from carewatch.settings import Settings
+
+__all__ = ["EmbeddedStack"]
+
+log = logging.getLogger(__name__)
+
+_Service = TypeVar("_Service", EmbeddedPostgres, EmbeddedKafka, EmbeddedMqtt)
+
+
+class EmbeddedStack:
+    """PostgreSQL, Kafka and MQTT for one machine; the URLs once started."""
+
+    def __init__(self, *, settings: Settings) -> None:
+        self.settings = settings
+        self._exits: contextlib.AsyncExitStack | None = None
+        self._described: list[tuple[str, str]] = []
+        self._wrote_stack_file = False
+        self.database_url = ""
+        self.kafka_bootstrap = ""
+        self.mqtt_url = ""
+        self.mqtt_protocol: Literal["5", "3.1.1"] = settings.mqtt_protocol
+        self.mqtt_shared = False
+
+    def describe(self) -> list[tuple[str, str]]:
+        """(service, "embedded <what> at <url>" or "external <url>"), for printing."""
+        return list(self._described)
+
+    async def start(self) -> None:
+        data_dir = self.settings.data_dir.resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        await self._refuse_if_running()
+        self._described = []
+        self._exits = contextlib.AsyncExitStack()
+        try:
+            await self._start_postgres(data_dir / "postgres")
+            await self._start_kafka(data_dir / "kafka")
+            await self._start_mqtt(data_dir / "mqtt")
+            self._write_stack_file()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        """Stop the embedded services, newest first; safe to call twice."""
+        if self._wrote_stack_file:
+            # First: from now on the recorded services are going away.
+            self.settings.stack_file().unlink(missing_ok=True)
+            self._wrote_stack_file = False
+        exits, self._exits = self._exits, None
+        if exits is not None:
+            await exits.aclose()
+
+    async def _start_postgres(self, data_dir: Path) -> None:
+        if self.settings.database_url:
+            self.database_url = self.settings.database_url
+            self._described.append(("postgres", f"external {_redact(self.database_url)}"))
+            return
+        postgres = await self._enter(EmbeddedPostgres(data_dir=data_dir))
+        self.database_url = postgres.url
+        self._described.append(("postgres", f"embedded PostgreSQL at {postgres.url}"))
+
+    async def _start_kafka(self, data_dir: Path) -> None:
+        partitions = self.settings.events_partitions
+        if self.settings.kafka_bootstrap:
+            self.kafka_bootstrap = self.settings.kafka_bootstrap
+            try:
+                await ensure_topics(self.kafka_bootstrap, partitions=partitions)
+            except KafkaError as exc:
+                raise EmbeddedError(f"kafka at {self.kafka_bootstrap}: {exc}") from exc
+            self._described.append(("kafka", f"external {self.kafka_bootstrap}"))
+            return
+        kafka = await self._enter(EmbeddedKafka(data_dir=data_dir, partitions=partitions))
+        self.kafka_bootstrap = kafka.bootstrap
+        self._described.append(("kafka", f"embedded tansu at {kafka.bootstrap}"))
+
+    async def _start_mqtt(self, data_dir: Path) -> None:
+        if self.settings.mqtt_url:
+            self.mqtt_url = self.settings.mqtt_url
+            self.mqtt_protocol = self.settings.mqtt_protocol
+            # MQTT 5 brokers (mosquitto 2, EMQX, HiveMQ) all have shared subscriptions.
+            self.mqtt_shared = self.mqtt_protocol == "5"
+            self._described.append(("mqtt", f"external {_redact(self.mqtt_url)}"))
+            return
+        mqtt = await self._enter(EmbeddedMqtt(data_dir=data_dir))
+        self.mqtt_url = mqtt.url
+        self.mqtt_protocol = mqtt.protocol
+        self.mqtt_shared = mqtt.supports_shared_subscriptions
+        what = f"embedded {mqtt.broker} (MQTT {mqtt.protocol}) at {mqtt.url}"
+        self._described.append(("mqtt", what))
+
+    async def _enter(self, service: _Service) -> _Service:
+        assert self._exits is not None
+        return await self._exits.enter_async_context(service)
+
+    def _write_stack_file(self) -> None:
+        record = {
+            "database_url": self.database_url,
+            "kafka_bootstrap": self.kafka_bootstrap,
+            "mqtt_url": self.mqtt_url,
+            "mqtt_protocol": self.mqtt_protocol,
+            "mqtt_shared": self.mqtt_shared,
+        }
+        path = self.settings.stack_file()
+        # Written whole, then renamed: a reader never sees half a file.
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(orjson.dumps(record, option=orjson.OPT_INDENT_2))
+        tmp.replace(path)
+        self._wrote_stack_file = True
+
+    async def _refuse_if_running(self) -> None:
+        """EmbeddedError if another stack on this data dir still serves what it recorded.
+
+        Only the services this stack would embed are checked: those are what two stacks
+        on one data dir would fight over (the same pgdata, the same mosquitto store).
+        An external service is reachable whether or not the old stack still runs.
+        """
+        path = self.settings.stack_file()
+        try:
+            recorded = orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return
+        live = [url for key, url in self._embedded_keys(recorded) if await _reachable(url)]
+        if live:
+            raise EmbeddedError(
+                f"another carewatch stack is running on {self.settings.data_dir} "
+                f"({', '.join(live)} answer, recorded in {path}); stop it first, or use "
+                "another CAREWATCH_DATA_DIR"
+            )
+        log.info("replacing stale %s (nothing recorded there answers)", path)
+
+    def _embedded_keys(self, recorded: dict[str, object]) -> list[tuple[str, str]]:
+        given = {
+            "database_url": self.settings.database_url,
+            "kafka_bootstrap": self.settings.kafka_bootstrap,
+            "mqtt_url": self.settings.mqtt_url,
+        }
+        return [
+            (key, str(recorded[key]))
+            for key, value in given.items()
+            if not value and recorded.get(key)
+        ]
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+async def _reachable(url: str) -> bool:
+    """True if any host:port in a URL or a Kafka bootstrap list accepts TCP connections."""
+    for address in url.split(","):
+        parts = urlsplit(address if "://" in address else f"tcp://{address}")
+        try:
+            host, port = parts.hostname, parts.port
+        except ValueError:
+            continue  # not a port number: nothing can answer there
+        if host and port and await port_open(host, port):
+            return True
+    return False
+
+
+def _redact(url: str) -> str:
+    """The URL with its password replaced, for printing."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

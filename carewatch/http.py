@@ -1,0 +1,89 @@
+"""The `/metrics` and `/healthz` endpoints every long-running process serves.
+
+uvicorn runs inside the process's own event loop; its signal handling is switched off
+because the process entry point owns SIGTERM (it must stop components in order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Generator
+from typing import Any
+
+import orjson
+import uvicorn
+from prometheus_client import make_asgi_app
+
+__all__ = ["HealthServer"]
+
+log = logging.getLogger(__name__)
+
+Health = Callable[[], dict[str, Any]]
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class HealthServer:
+    """Serves Prometheus metrics and a JSON health document (503 while not ok)."""
+
+    def __init__(self, *, host: str, port: int, health: Health) -> None:
+        self._health = health
+        self._metrics = make_asgi_app()
+        config = uvicorn.Config(
+            self._app, host=host, port=port, log_level="warning", lifespan="off", access_log=False
+        )
+        self._server = _Server(config)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        (server,) = self._server.servers
+        return int(server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._server.serve(), name="http")
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # raises: e.g. the port is taken
+                raise RuntimeError("metrics server stopped while starting")
+            await asyncio.sleep(0.01)
+        log.info("serving /metrics and /healthz", extra={"port": self.port})
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._server.should_exit = True
+        await self._task
+        self._task = None
+
+    async def __aenter__(self) -> HealthServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/metrics":
+            await self._metrics(scope, receive, send)
+            return
+        if scope["path"] not in ("/healthz", "/health"):
+            await _respond(send, 404, {"error": f"no such path {scope['path']}"})
+            return
+        doc = self._health()
+        await _respond(send, 200 if doc.get("ok") else 503, doc)
+
+
+async def _respond(send: Any, status: int, doc: dict[str, Any]) -> None:
+    body = orjson.dumps(doc, default=str)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

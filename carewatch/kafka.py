@@ -1,0 +1,82 @@
+"""Kafka plumbing shared by every carewatch process: the topic names and their creation."""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError, for_code
+
+__all__ = [
+    "ALERTS_TOPIC",
+    "DLQ_TOPIC",
+    "EVENTS_TOPIC",
+    "ensure_topics",
+    "make_consumer",
+    "make_producer",
+]
+
+log = logging.getLogger(__name__)
+
+EVENTS_TOPIC = "carewatch.events.v1"
+DLQ_TOPIC = "carewatch.dlq.v1"
+ALERTS_TOPIC = "carewatch.alerts.v1"
+
+# Rejects are rare and read in order by a person, so a few partitions are plenty.
+_DLQ_PARTITIONS = 3
+
+
+async def ensure_topics(bootstrap: str, *, partitions: int, replication_factor: int = 1) -> None:
+    """Create carewatch's topics where missing; an existing topic is left as it is.
+
+    Raises the aiokafka error for the broker's error code (e.g. `PolicyViolationError`).
+    """
+    wanted = {EVENTS_TOPIC: partitions, DLQ_TOPIC: _DLQ_PARTITIONS, ALERTS_TOPIC: partitions}
+    topics = [NewTopic(name, count, replication_factor) for name, count in wanted.items()]
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="carewatch-admin")
+    await admin.start()
+    try:
+        response = await admin.create_topics(topics)
+    finally:
+        await admin.close()
+    # (name, code) in CreateTopics v0, (name, code, message) from v1 on.
+    for name, code, *message in response.topic_errors:
+        if code == TopicAlreadyExistsError.errno:
+            log.debug("topic %s already exists", name)
+        elif code:
+            raise for_code(code)(f"cannot create topic {name}: {' '.join(map(str, message))}")
+        else:
+            log.info("created topic %s (%d partitions)", name, wanted[name])
+
+
+def make_producer(bootstrap: str, *, client_id: str = "carewatch") -> AIOKafkaProducer:
+    """A producer whose acknowledged writes are on every in-sync replica.
+
+    No idempotence: tansu has none, and redelivery is already handled downstream by the
+    stable event_id. A short linger lets concurrent sends share a batch.
+    """
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        acks="all",
+        linger_ms=5,
+        max_batch_size=131072,
+        request_timeout_ms=30000,
+    )
+
+
+def make_consumer(bootstrap: str, topic: str, *, group_id: str) -> AIOKafkaConsumer:
+    """A group consumer that commits only when told to, starting at the oldest record.
+
+    "earliest" because a new group (a fresh deployment, a renamed worker) must not skip
+    SOS events already in the topic.
+    """
+    return AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=1048576,
+    )

@@ -1,0 +1,303 @@
+"""paho-mqtt driven from the asyncio event loop, shared by ingest and the simulators.
+
+Why not `loop_start()`: paho's network thread and an asyncio loop in one process fight
+over the GIL (DESIGN.md, "Measured"). Here paho's socket is registered with the event loop
+(`add_reader` / `add_writer`), so one thread does all the work and paho's callbacks run on
+the loop, where they may touch asyncio objects directly.
+
+Every (re)connection gets a new `generation`. A message received on one connection can
+only be acknowledged on that connection: packet ids are per connection, and acking a stale
+id on a new connection would acknowledge a *different* message. `ack()` therefore drops
+acks of older generations; the broker redelivers those messages (persistent session).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+__all__ = ["MqttClient", "MqttError", "MqttTarget", "parse_mqtt_url"]
+
+log = logging.getLogger(__name__)
+
+MessageHandler = Callable[[paho.MQTTMessage, int], None]
+
+
+class MqttError(Exception):
+    """The broker refused us or could not be reached."""
+
+
+@dataclass(frozen=True)
+class MqttTarget:
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+
+
+def parse_mqtt_url(url: str) -> MqttTarget:
+    """`mqtt://[user[:password]@]host[:port]` -> MqttTarget (port 1883 by default)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
+        raise MqttError(f"not an MQTT URL (want mqtt://host:port): {url!r}")
+    return MqttTarget(
+        host=parts.hostname,
+        port=parts.port or 1883,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+class MqttClient:
+    """One MQTT connection, reconnecting with full-jitter backoff until `stop()`.
+
+    Subscriptions are (re)made on every connect. With `manual_ack`, `on_message` receives
+    `(message, generation)` and the caller acknowledges with `ack(message, generation)`.
+    """
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        client_id: str,
+        protocol: Literal["5", "3.1.1"] = "5",
+        persistent_session: bool = False,
+        receive_maximum: int | None = None,
+        subscriptions: tuple[str, ...] = (),
+        on_message: MessageHandler | None = None,
+        manual_ack: bool = False,
+        keepalive: int = 30,
+        max_pending_publishes: int = 1000,
+    ) -> None:
+        self._target = parse_mqtt_url(url)
+        self._client_id = client_id
+        self._v5 = protocol == "5"
+        self._persistent = persistent_session
+        self._receive_maximum = receive_maximum
+        self._subscriptions = subscriptions
+        self._on_message = on_message
+        self._manual_ack = manual_ack
+        self._keepalive = keepalive
+        # Bounds paho's packet ids in use (they wrap at 65,535) and the memory of a burst.
+        self._max_pending = max_pending_publishes
+        self._publish_slots = asyncio.Semaphore(max_pending_publishes)
+        self._pending_publishes: dict[int, asyncio.Future[None]] = {}
+        self._client: paho.Client | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._connected = asyncio.Event()
+        self._first_connack: asyncio.Future[None] | None = None
+        self._stopping = False
+        self.generation = 0
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self, timeout: float = 10.0) -> None:
+        """Connect and subscribe; raise MqttError if the first connection fails."""
+        self._loop = asyncio.get_running_loop()
+        self._client = self._make_client()
+        self._first_connack = self._loop.create_future()
+        self._connect()
+        try:
+            await asyncio.wait_for(self._first_connack, timeout)
+        except TimeoutError as exc:
+            await self.stop()
+            raise MqttError(f"no CONNACK from {self._target.host}:{self._target.port}") from exc
+        except MqttError:
+            await self.stop()
+            raise
+        self._spawn(self._misc_loop(), "mqtt-misc")
+
+    async def stop(self) -> None:
+        """Disconnect cleanly; safe to call twice."""
+        self._stopping = True
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        client, self._client = self._client, None
+        if client is not None and client.is_connected():
+            client.disconnect()
+            client.loop_write()  # flush the DISCONNECT packet now; the loop won't be back
+        if client is not None and client.socket() is not None:
+            client._sock_close()
+        for fut in self._pending_publishes.values():
+            if not fut.done():
+                fut.set_exception(MqttError("client stopped before the broker acknowledged"))
+        self._pending_publishes.clear()
+        self._connected.clear()
+
+    async def __aenter__(self) -> MqttClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def wait_connected(self) -> None:
+        await self._connected.wait()
+
+    # -- operations --------------------------------------------------------------
+
+    def ack(self, message: paho.MQTTMessage, generation: int) -> bool:
+        """Acknowledge a QoS 1 message; False (and nothing sent) if its connection is gone."""
+        if generation != self.generation or self._client is None or not self.connected:
+            return False
+        self._client.ack(message.mid, message.qos)
+        return True
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
+        """Publish and, for QoS 1, return once the broker has acknowledged it."""
+        async with self._publish_slots:
+            await self._connected.wait()
+            assert self._client is not None and self._loop is not None
+            info = self._client.publish(topic, payload, qos=qos)
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                raise MqttError(f"publish to {topic} failed: {paho.error_string(info.rc)}")
+            if qos == 0:
+                return
+            fut = self._loop.create_future()
+            self._pending_publishes[info.mid] = fut
+            await fut
+
+    # -- paho wiring -------------------------------------------------------------
+
+    def _make_client(self) -> paho.Client:
+        client = paho.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=self._client_id,
+            protocol=paho.MQTTv5 if self._v5 else paho.MQTTv311,
+            clean_session=None if self._v5 else not self._persistent,
+            manual_ack=self._manual_ack,
+        )
+        if self._target.username:
+            client.username_pw_set(self._target.username, self._target.password)
+        client.max_inflight_messages_set(self._max_pending)
+        client.max_queued_messages_set(0)  # bounded by _publish_slots instead
+        client.on_socket_open = self._on_socket_open
+        client.on_socket_close = self._on_socket_close
+        client.on_socket_register_write = self._on_register_write
+        client.on_socket_unregister_write = self._on_unregister_write
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        if self._on_message is not None:
+            client.on_message = self._dispatch
+        return client
+
+    def _connect_properties(self) -> Properties | None:
+        if not self._v5:
+            return None
+        props = Properties(PacketTypes.CONNECT)
+        if self._persistent:
+            props.SessionExpiryInterval = 7 * 24 * 3600
+        if self._receive_maximum is not None:
+            props.ReceiveMaximum = self._receive_maximum
+        return props
+
+    def _connect(self) -> None:
+        """Start a TCP connect + CONNECT; the CONNACK arrives through the loop."""
+        assert self._client is not None
+        kwargs: dict[str, Any] = {"keepalive": self._keepalive}
+        if self._v5:
+            kwargs["clean_start"] = not self._persistent
+            kwargs["properties"] = self._connect_properties()
+        # paho's connect() blocks on the TCP handshake; brokers are near, so we accept it.
+        self._client.connect(self._target.host, self._target.port, **kwargs)
+
+    def _on_socket_open(self, client: paho.Client, _ud: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.add_reader(sock, client.loop_read)
+
+    def _on_socket_close(self, _client: paho.Client, _ud: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.remove_reader(sock)
+        self._loop.remove_writer(sock)
+
+    def _on_register_write(self, client: paho.Client, _ud: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.add_writer(sock, client.loop_write)
+
+    def _on_unregister_write(self, _client: paho.Client, _ud: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.remove_writer(sock)
+
+    def _on_connect(self, client: paho.Client, _ud: Any, _flags: Any, reason: Any, _p: Any) -> None:
+        first = self._first_connack
+        if reason.is_failure:
+            err = MqttError(f"broker refused connection: {reason}")
+            if first is not None and not first.done():
+                first.set_exception(err)
+            log.error("mqtt connect refused", extra={"reason": str(reason)})
+            return
+        self.generation += 1
+        for topic in self._subscriptions:
+            client.subscribe(topic, qos=1)
+        self._connected.set()
+        if first is not None and not first.done():
+            first.set_result(None)
+        log.info("mqtt connected", extra={"client_id": self._client_id, "gen": self.generation})
+
+    def _on_disconnect(self, _c: paho.Client, _ud: Any, _flags: Any, reason: Any, _p: Any) -> None:
+        self._connected.clear()
+        if self._stopping:
+            return
+        log.warning("mqtt connection lost", extra={"reason": str(reason)})
+        if not any(t.get_name() == "mqtt-reconnect" for t in self._tasks):
+            self._spawn(self._reconnect_loop(), "mqtt-reconnect")
+
+    def _on_publish(self, _c: paho.Client, _ud: Any, mid: int, _reason: Any, _p: Any) -> None:
+        fut = self._pending_publishes.pop(mid, None)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def _dispatch(self, _client: paho.Client, _ud: Any, message: paho.MQTTMessage) -> None:
+        assert self._on_message is not None
+        self._on_message(message, self.generation)
+
+    # -- background tasks --------------------------------------------------------
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "mqtt task crashed", exc_info=task.exception(), extra={"task": task.get_name()}
+            )
+
+    async def _misc_loop(self) -> None:
+        """Keepalive pings and dead-connection detection (paho's loop_misc)."""
+        while True:
+            await asyncio.sleep(1)
+            if self._client is not None and self._client.socket() is not None:
+                self._client.loop_misc()
+
+    async def _reconnect_loop(self) -> None:
+        delay_cap, attempt = 0.5, 0
+        while not self._stopping and not self.connected:
+            await asyncio.sleep(random.uniform(0, delay_cap))  # full jitter
+            attempt += 1
+            try:
+                assert self._client is not None
+                self._client.reconnect()
+                await asyncio.wait_for(self._connected.wait(), 10)
+            except (OSError, TimeoutError) as exc:
+                log.warning("mqtt reconnect failed", extra={"attempt": attempt, "error": str(exc)})
+                delay_cap = min(delay_cap * 2, 30.0)

@@ -1,0 +1,68 @@
+"""How each long-running process is composed from components (see carewatch.service).
+
+Components enter the exit stack in the order data flows, so they stop in reverse: input
+first, then in-flight work drains, then producers flush, then the database pool closes.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+
+from alerts.consumer import BatchConsumer
+from alerts.rules_worker import RulesWorker
+from alerts.telemetry import TelemetryWriter, prepare_connection
+from carewatch.db import connect_pool
+from carewatch.kafka import make_producer
+from carewatch.service import Running
+from carewatch.settings import Settings
+from ingest.pipeline import Ingest
+
+__all__ = ["build_ingest", "build_rules", "build_telemetry"]
+
+
+async def build_ingest(settings: Settings, stack: AsyncExitStack) -> Running:
+    ingest = Ingest(
+        mqtt_url=settings.require_mqtt_url(),
+        kafka_bootstrap=settings.require_kafka_bootstrap(),
+        client_id=settings.ingest_client_id,
+        mqtt_protocol=settings.mqtt_protocol,
+        share_group=settings.mqtt_share_group,
+        max_inflight=settings.ingest_max_inflight,
+        max_payload_bytes=settings.max_payload_bytes,
+    )
+    await stack.enter_async_context(ingest)
+    return Running(health=ingest.health, watch=[ingest.done])
+
+
+async def build_rules(settings: Settings, stack: AsyncExitStack) -> Running:
+    bootstrap = settings.require_kafka_bootstrap()
+    pool = await connect_pool(settings.require_database_url())
+    stack.push_async_callback(pool.close)
+    producer = make_producer(bootstrap)
+    await producer.start()
+    stack.push_async_callback(producer.stop)
+    worker = RulesWorker(pool=pool, producer=producer)
+    consumer = BatchConsumer(
+        name="rules",
+        bootstrap=bootstrap,
+        group_id=settings.rules_group,
+        handler=worker.handle,
+        max_records=settings.batch_max_records,
+    )
+    await stack.enter_async_context(consumer)
+    return Running(health=consumer.health, watch=[consumer.done])
+
+
+async def build_telemetry(settings: Settings, stack: AsyncExitStack) -> Running:
+    pool = await connect_pool(settings.require_database_url(), init=prepare_connection)
+    stack.push_async_callback(pool.close)
+    writer = TelemetryWriter(pool=pool)
+    consumer = BatchConsumer(
+        name="telemetry",
+        bootstrap=settings.require_kafka_bootstrap(),
+        group_id=settings.telemetry_group,
+        handler=writer.handle,
+        max_records=settings.batch_max_records,
+    )
+    await stack.enter_async_context(consumer)
+    return Running(health=consumer.health, watch=[consumer.done])

@@ -1,0 +1,81 @@
+"""Settings for every carewatch process, read once at the entry point from `CAREWATCH_*`.
+
+A service left unset (`database_url`, `kafka_bootstrap`, `mqtt_url`) means "the embedded
+one": `carewatch up` starts it and records where in `<data_dir>/stack.json`, so that the
+other commands (`carewatch alerts list`, a second `carewatch rules`) find it without
+configuration.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Literal
+
+import orjson
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["STACK_FILE", "ConfigError", "Settings"]
+
+STACK_FILE = "stack.json"
+
+
+class ConfigError(Exception):
+    """A required setting is missing or unusable; the message says what to set."""
+
+
+class Settings(BaseSettings):
+    """Every setting is documented in the README's settings table; keep the two in step."""
+
+    model_config = SettingsConfigDict(env_prefix="CAREWATCH_", extra="ignore")
+
+    data_dir: Path = Field(
+        Path(".carewatch"), description="where the embedded stack keeps its data"
+    )
+    database_url: str | None = Field(None, description="PostgreSQL URL; unset = embedded")
+    kafka_bootstrap: str | None = Field(None, description="Kafka host:port list; unset = embedded")
+    mqtt_url: str | None = Field(None, description="mqtt://[user:pass@]host:port; unset = embedded")
+    mqtt_protocol: Literal["5", "3.1.1"] = "5"
+    mqtt_share_group: str = Field("carewatch-ingest", description="'' = plain subscription")
+    ingest_client_id: str = Field(
+        default_factory=lambda: f"carewatch-ingest-{socket.gethostname()}"
+    )
+    ingest_max_inflight: int = Field(1000, ge=1, le=65535)
+    max_payload_bytes: int = Field(64 * 1024, ge=256)
+    events_partitions: int = Field(12, ge=1)
+    rules_group: str = "carewatch-rules"
+    telemetry_group: str = "carewatch-telemetry"
+    batch_max_records: int = Field(5000, ge=1)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(0, ge=0, le=65535, description="0 = any free port (logged)")
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    def stack_file(self) -> Path:
+        return self.data_dir / STACK_FILE
+
+    def _from_stack(self, key: str) -> str | None:
+        try:
+            return orjson.loads(self.stack_file().read_bytes()).get(key)
+        except (OSError, orjson.JSONDecodeError):
+            return None
+
+    def _require(self, key: str, value: str | None) -> str:
+        found = value or self._from_stack(key)
+        if not found:
+            env = f"CAREWATCH_{key.upper()}"
+            raise ConfigError(
+                f"no {key.replace('_', ' ')}: set {env}, or start the embedded stack with "
+                f"`carewatch up` (looked for {self.stack_file()})"
+            )
+        return found
+
+    def require_database_url(self) -> str:
+        return self._require("database_url", self.database_url)
+
+    def require_kafka_bootstrap(self) -> str:
+        return self._require("kafka_bootstrap", self.kafka_bootstrap)
+
+    def require_mqtt_url(self) -> str:
+        return self._require("mqtt_url", self.mqtt_url)

@@ -1,0 +1,184 @@
+"""`carewatch up`: the whole system on one machine, with embedded defaults.
+
+Starts the embedded services (or uses those given by URL), then the carewatch processes as
+children (each its own OS process, as in production: the workers should not share a GIL
+with ingest), optionally a simulated fleet, shows a live status line, and on Ctrl-C or
+SIGTERM stops everything in reverse order: fleet, ingest (drains and acks), workers
+(commit), then the services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+import urllib.request
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import asyncpg
+from prometheus_client.parser import text_string_to_metric_families
+
+from carewatch.embedded.process import ChildProcess, free_port
+from carewatch.embedded.stack import EmbeddedStack
+from carewatch.logs import setup_logging
+from carewatch.settings import Settings
+
+__all__ = ["run_up"]
+
+log = logging.getLogger(__name__)
+
+# Consumers first, so ingest never writes into a topic nobody reads yet.
+SERVICES = ("telemetry", "rules", "ingest")
+
+
+def run_up(settings: Settings, *, simulate: int = 0) -> int:
+    setup_logging(level=settings.log_level, fmt="text", process_name="up")
+    return asyncio.run(_up(settings, simulate))
+
+
+async def _up(settings: Settings, simulate: int) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with AsyncExitStack() as exits:
+        stack = await exits.enter_async_context(EmbeddedStack(settings=settings))
+        env = _child_env(settings, stack)
+        logs = settings.data_dir.resolve() / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        children: dict[str, tuple[ChildProcess, int]] = {}
+        for name in SERVICES:
+            children[name] = await _start_service(exits, name, env, logs)
+        if simulate:
+            argv = ["simulate", "--devices", str(simulate)]
+            fleet = ChildProcess(
+                name="simulate", argv=_cli(*argv), env=env, log_path=logs / "simulate.log"
+            )
+            await exits.enter_async_context(fleet)
+            children["simulate"] = (fleet, 0)
+        _print_table(stack, children, logs)
+        status = await _watch(stop, stack.database_url, children)
+        print("\nstopping…", flush=True)
+    print("stopped.")
+    return status
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "carewatch.cli", *args]
+
+
+def _child_env(settings: Settings, stack: EmbeddedStack) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "CAREWATCH_DATA_DIR": str(settings.data_dir.resolve()),
+            "CAREWATCH_DATABASE_URL": stack.database_url,
+            "CAREWATCH_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
+            "CAREWATCH_MQTT_URL": stack.mqtt_url,
+            "CAREWATCH_MQTT_PROTOCOL": stack.mqtt_protocol,
+            "CAREWATCH_LOG_FORMAT": "json",
+        }
+    )
+    if not stack.mqtt_shared:
+        env["CAREWATCH_MQTT_SHARE_GROUP"] = ""
+    return env
+
+
+async def _start_service(
+    exits: AsyncExitStack, name: str, env: dict[str, str], logs: Path
+) -> tuple[ChildProcess, int]:
+    port = free_port()
+    child = ChildProcess(
+        name=name,
+        argv=_cli(name),
+        env={**env, "CAREWATCH_METRICS_PORT": str(port)},
+        log_path=logs / f"{name}.log",
+    )
+    await exits.enter_async_context(child)
+    deadline = time.monotonic() + 60
+    while not await asyncio.to_thread(_healthy, port):
+        if not child.running:
+            raise RuntimeError(f"{name} exited while starting:\n{child.tail()}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} not healthy after 60 s:\n{child.tail()}")
+        await asyncio.sleep(0.2)
+    return child, port
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def _print_table(
+    stack: EmbeddedStack, children: dict[str, tuple[ChildProcess, int]], logs: Path
+) -> None:
+    print("carewatch is up:")
+    for service, where in stack.describe():
+        print(f"  {service:<10} {where}")
+    for name, (_child, port) in children.items():
+        metrics = f"metrics http://127.0.0.1:{port}/metrics" if port else "simulated devices"
+        print(f"  {name:<10} {metrics}   log {logs / (name + '.log')}")
+    print("see alerts: carewatch alerts list --status open      stop: Ctrl-C", flush=True)
+
+
+async def _watch(
+    stop: asyncio.Event, db_url: str, children: dict[str, tuple[ChildProcess, int]]
+) -> int:
+    """Show a status line until stopped; 1 if a child died on its own."""
+    conn = await asyncpg.connect(db_url)
+    tty = sys.stdout.isatty()
+    try:
+        last_print = 0.0
+        while not stop.is_set():
+            dead = [name for name, (child, _) in children.items() if not child.running]
+            if dead:
+                print(f"\n{', '.join(dead)} exited unexpectedly; see its log", flush=True)
+                return 1
+            line = await _status_line(conn, children)
+            if tty:
+                print("\r" + line.ljust(100), end="", flush=True)
+            elif time.monotonic() - last_print > 10:
+                print(line, flush=True)
+                last_print = time.monotonic()
+            try:
+                await asyncio.wait_for(stop.wait(), 1.0)
+            except TimeoutError:
+                pass
+        return 0
+    finally:
+        await conn.close()
+
+
+async def _status_line(
+    conn: asyncpg.Connection, children: dict[str, tuple[ChildProcess, int]]
+) -> str:
+    ingest = await asyncio.to_thread(_scrape, children["ingest"][1])
+    telemetry = await asyncio.to_thread(_scrape, children["telemetry"][1])
+    open_alerts = await conn.fetchval("SELECT count(*) FROM alerts WHERE status = 'open'")
+    return (
+        f"events in {ingest.get('carewatch_ingest_events', 0):.0f}"
+        f" · stored {telemetry.get('carewatch_telemetry_rows', 0):.0f}"
+        f" · rejected {ingest.get('carewatch_ingest_rejects', 0):.0f}"
+        f" · alerts open {open_alerts}"
+    )
+
+
+def _scrape(port: int) -> dict[str, float]:
+    """Sum of each counter's samples on a process's /metrics (empty if unreachable)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return {}
+    return {
+        family.name: sum(s.value for s in family.samples if s.name.endswith("_total"))
+        for family in text_string_to_metric_families(text)
+    }

@@ -1,0 +1,48 @@
+"""Errors raised by `devices`.
+
+DeviceError                 root of everything this package raises
+└── DecodeError             a message (or one element of it) cannot become events;
+                            carries protocol, a machine-readable `reason` (the same
+                            string in the DLQ record and the metric label) and detail
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["DecodeError", "DeviceError", "Reason"]
+
+
+class Reason(StrEnum):
+    """Why a payload was rejected. A closed set, so it can label metrics."""
+
+    INVALID_JSON = "invalid_json"
+    NOT_AN_OBJECT = "not_an_object"
+    BATCH_TOO_LARGE = "batch_too_large"
+    MISSING_KIND = "missing_kind"
+    UNKNOWN_KIND = "unknown_kind"
+    MISSING_FIELD = "missing_field"
+    UNKNOWN_FIELD = "unknown_field"
+    INVALID_FIELD = "invalid_field"
+    INVALID_TIMESTAMP = "invalid_timestamp"
+    INVALID_MSG_ID = "invalid_msg_id"
+    DEVICE_MISMATCH = "device_mismatch"
+
+
+class DeviceError(Exception):
+    """Root of the exceptions raised by `devices`."""
+
+
+class DecodeError(DeviceError):
+    """A payload, or the element `index` of a batch payload, cannot be decoded."""
+
+    retriable = False
+
+    def __init__(
+        self, protocol: str, reason: Reason, detail: str, *, index: int | None = None
+    ) -> None:
+        super().__init__(f"{protocol}: {reason}: {detail}")
+        self.protocol = protocol
+        self.reason = reason
+        self.detail = detail
+        self.index = index

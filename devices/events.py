@@ -1,0 +1,237 @@
+"""The canonical event: the one shape every device message becomes (DESIGN.md, Contracts).
+
+This is a contract other systems rely on: extend it (new kinds, new optional fields), never
+change or remove what is here. `docs/schema/event.v1.json` is generated from these models
+(`carewatch schema --write`) and a test keeps it in sync.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, get_args
+
+import orjson
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    model_validator,
+)
+
+__all__ = [
+    "ALARM_KINDS",
+    "COMMON_FIELDS",
+    "EVENT_ADAPTER",
+    "KINDS",
+    "Event",
+    "compute_event_id",
+    "event_from_json",
+    "event_to_json",
+    "make_event",
+]
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+Latitude = Annotated[float, Field(ge=-90, le=90)]
+Longitude = Annotated[float, Field(ge=-180, le=180)]
+
+# Fields every event has; the rest are the kind's own.
+COMMON_FIELDS = frozenset({"event_id", "device_id", "kind", "ts", "received_at", "source"})
+# Kinds that always alert: no filter or deduplication may swallow them.
+ALARM_KINDS = frozenset({"sos", "fall"})
+
+
+class _Base(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: str = Field(description="stable id: equal for a redelivered message")
+    device_id: str
+    ts: UtcDatetime = Field(description="device time (UTC)")
+    received_at: UtcDatetime = Field(description="when carewatch received it (UTC)")
+    source: str = Field(description="name of the codec that decoded it")
+
+
+def _at_least_one(model: BaseModel, names: tuple[str, ...]) -> None:
+    if all(getattr(model, n) is None for n in names):
+        raise ValueError(f"needs at least one of: {', '.join(names)}")
+
+
+def _both_or_neither(model: Any) -> None:
+    if (model.lat is None) != (model.lon is None):
+        raise ValueError("lat and lon go together")
+
+
+class LocationEvent(_Base):
+    kind: Literal["location"]
+    lat: Latitude
+    lon: Longitude
+    accuracy_m: Annotated[float, Field(ge=0)] | None = None
+    speed_kmh: Annotated[float, Field(ge=0)] | None = None
+    course_deg: Annotated[float, Field(ge=0, le=360)] | None = None
+    altitude_m: float | None = None
+    satellites: Annotated[int, Field(ge=0)] | None = None
+
+
+_VITALS = (
+    "heart_rate_bpm",
+    "spo2_pct",
+    "systolic_mmhg",
+    "diastolic_mmhg",
+    "body_temp_c",
+    "respiratory_rate_bpm",
+)
+
+
+class VitalsEvent(_Base):
+    kind: Literal["vitals"]
+    heart_rate_bpm: Annotated[float, Field(ge=0, le=300)] | None = None
+    spo2_pct: Annotated[float, Field(ge=0, le=100)] | None = None
+    systolic_mmhg: Annotated[float, Field(ge=0, le=300)] | None = None
+    diastolic_mmhg: Annotated[float, Field(ge=0, le=300)] | None = None
+    body_temp_c: Annotated[float, Field(ge=25, le=45)] | None = None
+    respiratory_rate_bpm: Annotated[float, Field(ge=0, le=100)] | None = None
+
+    @model_validator(mode="after")
+    def _has_a_reading(self) -> VitalsEvent:
+        _at_least_one(self, _VITALS)
+        return self
+
+
+class ActivityEvent(_Base):
+    kind: Literal["activity"]
+    steps: Annotated[int, Field(ge=0)] | None = None
+    motion: bool | None = None
+
+    @model_validator(mode="after")
+    def _has_a_reading(self) -> ActivityEvent:
+        _at_least_one(self, ("steps", "motion"))
+        return self
+
+
+class BatteryEvent(_Base):
+    kind: Literal["battery"]
+    battery_pct: Annotated[float, Field(ge=0, le=100)]
+
+
+class SosEvent(_Base):
+    kind: Literal["sos"]
+    lat: Latitude | None = None
+    lon: Longitude | None = None
+
+    @model_validator(mode="after")
+    def _position(self) -> SosEvent:
+        _both_or_neither(self)
+        return self
+
+
+class FallEvent(_Base):
+    kind: Literal["fall"]
+    lat: Latitude | None = None
+    lon: Longitude | None = None
+    confirmed: bool | None = None
+    cancelled: bool | None = Field(None, description="the wearer cancelled a reported fall")
+
+    @model_validator(mode="after")
+    def _position(self) -> FallEvent:
+        _both_or_neither(self)
+        return self
+
+
+class HeartbeatEvent(_Base):
+    kind: Literal["heartbeat"]
+
+
+class GeofenceEvent(_Base):
+    kind: Literal["geofence"]
+    transition: Literal["enter", "leave"]
+    zone: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class SensorEvent(_Base):
+    kind: Literal["sensor"]
+    sensor: Annotated[str, Field(min_length=1, max_length=64, description="door, bed, smoke...")]
+    state: bool | float | Annotated[str, Field(max_length=64)]
+
+
+class WornEvent(_Base):
+    kind: Literal["worn"]
+    worn: bool
+
+
+Event = Annotated[
+    LocationEvent
+    | VitalsEvent
+    | ActivityEvent
+    | BatteryEvent
+    | SosEvent
+    | FallEvent
+    | HeartbeatEvent
+    | GeofenceEvent
+    | SensorEvent
+    | WornEvent,
+    Field(discriminator="kind"),
+]
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+KINDS = frozenset(
+    get_args(model.model_fields["kind"].annotation)[0] for model in get_args(get_args(Event)[0])
+)
+
+
+def compute_event_id(event: Event, msg_id: str | None) -> str:
+    """A stable id, so a redelivered message deduplicates downstream.
+
+    With the device's own message id: (device, kind, msg_id) — the device vouches for
+    uniqueness, and a message without device time still gets the same id when redelivered.
+    Without one: a hash of the device, kind, device time and every kind field.
+    """
+    if msg_id is not None:
+        key: dict[str, Any] = {"d": event.device_id, "k": event.kind, "m": msg_id}
+    else:
+        key = event.model_dump(mode="json", exclude={"event_id", "received_at", "source"})
+        key = {k: v for k, v in key.items() if v is not None}
+    digest = hashlib.sha256(orjson.dumps(key, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return digest[:32]
+
+
+def make_event(
+    *,
+    device_id: str,
+    kind: str,
+    ts: Any,
+    received_at: datetime,
+    source: str,
+    fields: dict[str, Any],
+    msg_id: str | None = None,
+) -> Event:
+    """Validate one event (raises pydantic.ValidationError) and give it its stable id.
+
+    `ts=None` means the device sent no time: the receive time stands in for it.
+    """
+    data = {
+        **fields,
+        "event_id": "",
+        "device_id": device_id,
+        "kind": kind,
+        "ts": received_at if ts is None else ts,
+        "received_at": received_at,
+        "source": source,
+    }
+    event = EVENT_ADAPTER.validate_python(data)
+    return event.model_copy(update={"event_id": compute_event_id(event, msg_id)})
+
+
+def event_to_json(event: Event) -> bytes:
+    """The wire form on `carewatch.events.v1`: one JSON object, absent fields left out."""
+    return orjson.dumps(event.model_dump(mode="json", exclude_none=True))
+
+
+def event_from_json(raw: bytes | str) -> Event:
+    return EVENT_ADAPTER.validate_json(raw)

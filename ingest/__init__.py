@@ -1,0 +1,1 @@
+"""Transport in: MQTT source -> codec -> Kafka sink, acknowledged only after Kafka has it."""

@@ -1,0 +1,15 @@
+"""Prometheus metrics of the ingest process."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+MESSAGES = Counter("carewatch_ingest_messages", "MQTT messages received", ["codec"])
+EVENTS = Counter("carewatch_ingest_events", "canonical events written to Kafka", ["kind"])
+REJECTS = Counter("carewatch_ingest_rejects", "payloads or elements sent to the DLQ", ["reason"])
+ACKED = Counter("carewatch_ingest_acked", "MQTT messages acknowledged after the Kafka write")
+PRODUCE_RETRIES = Counter("carewatch_ingest_produce_retries", "Kafka writes retried after failure")
+INFLIGHT = Gauge("carewatch_ingest_inflight", "MQTT messages received but not yet acknowledged")
+PRODUCE_SECONDS = Histogram(
+    "carewatch_ingest_produce_seconds",
+    "time from MQTT receive to Kafka acknowledging every record of the message",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)

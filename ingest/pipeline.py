@@ -1,0 +1,296 @@
+"""The ingest service: MQTT messages -> codec -> Kafka, acked only after Kafka acked.
+
+Flow of one message:
+  paho callback (on the event loop) -> in-order `AckSequencer` + queue
+  -> `_records`: route by topic, size check, decode -> events and DLQ records
+  -> all records produced; when Kafka confirms every one -> mark done -> PUBACK in order.
+A failed Kafka write is retried (with backoff) until it succeeds or the process stops; the
+message is never acked before, so nothing acknowledged is lost. Redelivered messages give
+the same event ids, so the copies are dropped downstream.
+
+In-flight work is bounded by the MQTT 5 Receive Maximum we announce (the broker sends no
+more unacknowledged messages than that) and, for MQTT 3.1.1, by the broker's inflight limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from carewatch.kafka import DLQ_TOPIC, EVENTS_TOPIC, make_producer
+from carewatch.mqtt import MqttClient
+from devices.codecs import CODECS, Codec
+from devices.errors import DecodeError
+from devices.events import event_to_json
+from ingest import metrics
+from ingest.acks import AckSequencer, Delivery
+from ingest.dlq import Reject, dlq_record
+
+__all__ = ["Ingest", "Record"]
+
+log = logging.getLogger(__name__)
+
+PAYLOAD_TOO_LARGE = "payload_too_large"
+UNROUTABLE_TOPIC = "unroutable_topic"
+INTERNAL_ERROR = "internal_error"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One Kafka record to write for a message, and what it counts as."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    label: str  # event kind, or reject reason for the DLQ
+
+
+class Ingest:
+    def __init__(
+        self,
+        *,
+        mqtt_url: str,
+        kafka_bootstrap: str,
+        client_id: str,
+        mqtt_protocol: Literal["5", "3.1.1"] = "5",
+        share_group: str = "carewatch-ingest",
+        max_inflight: int = 1000,
+        max_payload_bytes: int = 64 * 1024,
+        codecs: Iterable[Codec] | None = None,
+    ) -> None:
+        self._codecs = list(codecs if codecs is not None else CODECS.values())
+        self._max_payload = max_payload_bytes
+        self._kafka_bootstrap = kafka_bootstrap
+        self._producer: AIOKafkaProducer | None = None
+        self._mqtt = MqttClient(
+            url=mqtt_url,
+            client_id=client_id,
+            protocol=mqtt_protocol,
+            persistent_session=True,
+            receive_maximum=max_inflight,
+            subscriptions=tuple(_subscription(c, share_group) for c in self._codecs),
+            on_message=self._on_message,
+            manual_ack=True,
+        )
+        self._acks = AckSequencer(self._ack)
+        self._queue: asyncio.Queue[tuple[Delivery, datetime, float]] = asyncio.Queue()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._accepting = False
+        self._process_task: asyncio.Task[None] | None = None
+
+    @property
+    def done(self) -> asyncio.Future[None]:
+        """Completes only if processing crashed (or after stop)."""
+        assert self._process_task is not None
+        return self._process_task
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._producer = make_producer(self._kafka_bootstrap)
+        await self._producer.start()
+        self._accepting = True
+        self._process_task = self._spawn(self._process_loop(), "ingest-process")
+        await self._mqtt.start()
+        log.info("ingest started", extra={"codecs": [c.name for c in self._codecs]})
+
+    async def stop(self, drain_timeout: float = 15.0) -> None:
+        """Stop taking messages, finish (and ack) those in flight, then disconnect."""
+        if not self._accepting and self._producer is None:
+            return
+        self._accepting = False
+        try:
+            await asyncio.wait_for(self._idle.wait(), drain_timeout)
+        except TimeoutError:
+            log.warning(
+                "ingest drain timed out; unacked messages will be redelivered",
+                extra={"pending": len(self._acks)},
+            )
+        await self._mqtt.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+        log.info("ingest stopped")
+
+    async def __aenter__(self) -> Ingest:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "ok": self._mqtt.connected and self._producer is not None,
+            "mqtt_connected": self._mqtt.connected,
+            "inflight": len(self._acks),
+        }
+
+    # -- receiving ---------------------------------------------------------------
+
+    def _on_message(self, message: Any, generation: int) -> None:
+        if not self._accepting:
+            return  # not acked: the broker redelivers it to us or a peer later
+        received_at = datetime.now(UTC)
+        delivery = self._acks.received(message, generation)
+        self._idle.clear()
+        metrics.INFLIGHT.set(len(self._acks))
+        self._queue.put_nowait((delivery, received_at, time.perf_counter()))
+
+    def _ack(self, message: Any, generation: int) -> bool:
+        return self._mqtt.ack(message, generation)
+
+    async def _process_loop(self) -> None:
+        while True:
+            delivery, received_at, started = await self._queue.get()
+            records = self._records(delivery.message.topic, delivery.message.payload, received_at)
+            await self._write(delivery, records, started)
+
+    # -- decoding ----------------------------------------------------------------
+
+    def _records(self, topic: str, payload: bytes, received_at: datetime) -> list[Record]:
+        """Every Kafka record one MQTT message becomes: events and rejects."""
+        codec, device_id = self._route(topic)
+        metrics.MESSAGES.labels(codec.name if codec else "none").inc()
+        rejects: list[Reject] = []
+        events: list[Record] = []
+        if codec is None or device_id is None:
+            rejects.append(Reject(UNROUTABLE_TOPIC, f"no codec takes topic {topic!r}"))
+        elif len(payload) > self._max_payload:
+            rejects.append(Reject(PAYLOAD_TOO_LARGE, f"{len(payload)} bytes > {self._max_payload}"))
+        else:
+            try:
+                decoded = codec.decode(payload, device_id, received_at)
+                events = [_event_record(e) for e in decoded.events]
+                rejects = [_reject(err) for err in decoded.rejects]
+            except DecodeError as err:
+                rejects.append(_reject(err))
+            except Exception as exc:  # a codec bug must not stop ingest or lose the message
+                log.exception("codec crashed", extra={"codec": codec.name, "topic": topic})
+                rejects.append(Reject(INTERNAL_ERROR, repr(exc)[:500], codec.name))
+        dlq = [self._dlq(r, topic, device_id, payload, received_at) for r in rejects]
+        return events + dlq
+
+    def _route(self, topic: str) -> tuple[Codec | None, str | None]:
+        for codec in self._codecs:
+            device_id = codec.device_from_topic(topic)
+            if device_id is not None:
+                return codec, device_id
+        return None, None
+
+    def _dlq(
+        self, reject: Reject, topic: str, device_id: str | None, payload: bytes, at: datetime
+    ) -> Record:
+        log.info(
+            "rejected",
+            extra={
+                "reason": reject.reason,
+                "detail": reject.detail,
+                "topic": topic,
+                "index": reject.index,
+            },
+        )
+        value = dlq_record(
+            reject,
+            topic=topic,
+            device_id=device_id,
+            payload=payload,
+            received_at=at,
+            keep_bytes=self._max_payload,
+        )
+        return Record(DLQ_TOPIC, (device_id or topic).encode(), value, reject.reason)
+
+    # -- writing -----------------------------------------------------------------
+
+    async def _write(self, delivery: Delivery, records: list[Record], started: float) -> None:
+        assert self._producer is not None
+        try:
+            futures = [await self._producer.send(r.topic, r.value, key=r.key) for r in records]
+        except KafkaError as exc:
+            self._spawn(self._retry(delivery, records, started, exc), "ingest-retry")
+            return
+        written = asyncio.gather(*futures)
+        written.add_done_callback(lambda f: self._written(delivery, records, started, f))
+
+    def _written(
+        self, delivery: Delivery, records: list[Record], started: float, fut: asyncio.Future[Any]
+    ) -> None:
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is not None:
+            self._spawn(self._retry(delivery, records, started, exc), "ingest-retry")
+            return
+        self._count(records)
+        metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)
+        metrics.ACKED.inc(self._acks.done(delivery))
+        metrics.INFLIGHT.set(len(self._acks))
+        if not self._acks:
+            self._idle.set()
+
+    async def _retry(
+        self, delivery: Delivery, records: list[Record], started: float, exc: BaseException
+    ) -> None:
+        """Write again until Kafka takes it. The records already written become duplicates
+        with the same event ids, which storage and alerting drop."""
+        cap = 0.2
+        while True:
+            metrics.PRODUCE_RETRIES.inc()
+            log.warning("kafka write failed; retrying", extra={"error": repr(exc)})
+            await asyncio.sleep(random.uniform(0, cap))
+            cap = min(cap * 2, 10.0)
+            assert self._producer is not None
+            try:
+                futures = [await self._producer.send(r.topic, r.value, key=r.key) for r in records]
+                await asyncio.gather(*futures)
+            except KafkaError as err:
+                exc = err
+                continue
+            break
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        self._written(delivery, records, started, done)
+
+    @staticmethod
+    def _count(records: list[Record]) -> None:
+        for r in records:
+            (metrics.EVENTS if r.topic == EVENTS_TOPIC else metrics.REJECTS).labels(r.label).inc()
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.critical(
+                "ingest task crashed", exc_info=task.exception(), extra={"task": task.get_name()}
+            )
+
+
+def _subscription(codec: Codec, share_group: str) -> str:
+    return f"$share/{share_group}/{codec.subscription}" if share_group else codec.subscription
+
+
+def _event_record(event: Any) -> Record:
+    return Record(EVENTS_TOPIC, event.device_id.encode(), event_to_json(event), event.kind)
+
+
+def _reject(err: DecodeError) -> Reject:
+    return Reject(err.reason, err.detail, err.protocol, err.index)
