@@ -36,7 +36,13 @@ class HealthServer:
         self._health = health
         self._metrics = make_asgi_app()
         config = uvicorn.Config(
-            self._app, host=host, port=port, log_level="warning", lifespan="off", access_log=False
+            self._app,
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            interface="asgi3",
         )
         self._server = _Server(config)
         self._task: asyncio.Task[None] | None = None

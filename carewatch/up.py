@@ -22,7 +22,7 @@ from pathlib import Path
 import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 
-from carewatch.embedded.process import ChildProcess, free_port
+from carewatch.embedded.process import ChildProcess, EmbeddedError, free_port
 from carewatch.embedded.stack import EmbeddedStack
 from carewatch.logs import setup_logging
 from carewatch.settings import Settings
@@ -37,7 +37,11 @@ SERVICES = ("telemetry", "rules", "ingest")
 
 def run_up(settings: Settings, *, simulate: int = 0) -> int:
     setup_logging(level=settings.log_level, fmt="text", process_name="up")
-    return asyncio.run(_up(settings, simulate))
+    try:
+        return asyncio.run(_up(settings, simulate))
+    except EmbeddedError as exc:
+        print(f"carewatch up: {exc}", file=sys.stderr)
+        return 1
 
 
 async def _up(settings: Settings, simulate: int) -> int:
@@ -102,9 +106,9 @@ async def _start_service(
     deadline = time.monotonic() + 60
     while not await asyncio.to_thread(_healthy, port):
         if not child.running:
-            raise RuntimeError(f"{name} exited while starting:\n{child.tail()}")
+            raise child.error(f"exited with code {child.returncode} while starting")
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{name} not healthy after 60 s:\n{child.tail()}")
+            raise child.error("not healthy after 60 s")
         await asyncio.sleep(0.2)
     return child, port
 
