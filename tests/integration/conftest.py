@@ -1,0 +1,184 @@
+"""One real stack per test session: PostgreSQL, tansu and mosquitto on free loopback ports,
+with ingest and both workers running in the test's event loop.
+
+Each test uses its own device ids, so tests share the pipeline without seeing each
+other's events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import orjson
+import pytest
+import pytest_asyncio
+from aiokafka import AIOKafkaConsumer
+
+from alerts.consumer import BatchConsumer
+from alerts.rules_worker import RulesWorker
+from alerts.telemetry import TelemetryWriter, prepare_connection
+from carewatch.db import connect_pool
+from carewatch.embedded import EmbeddedStack
+from carewatch.kafka import DLQ_TOPIC, make_producer
+from carewatch.mqtt import MqttClient
+from carewatch.settings import Settings
+from devices.codecs.native import topic_for
+from ingest.pipeline import Ingest
+
+T = TypeVar("T")
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], *, within: float = 20.0) -> T:
+    """Poll an observable condition until it holds (returns non-None); fail after `within`."""
+    deadline = time.monotonic() + within
+    while True:
+        result = await probe()
+        if result is not None and result is not False:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {within} s: {probe}")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def device() -> str:
+    """A device id no other test uses."""
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest_asyncio.fixture(scope="session")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EmbeddedStack]:
+    # Services given by CAREWATCH_*_URL in the environment are used instead of embedded ones.
+    settings = Settings(data_dir=tmp_path_factory.mktemp("stack"))
+    async with EmbeddedStack(settings=settings) as running:
+        yield running
+
+
+@dataclass
+class Pipeline:
+    """The running pipeline and what a test needs to drive and observe it."""
+
+    stack: EmbeddedStack
+    db: asyncpg.Pool
+    publisher: MqttClient
+    dlq: list[dict[str, Any]] = field(default_factory=list)
+
+    async def publish(self, device_id: str, payload: bytes | object) -> None:
+        raw = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+        await self.publisher.publish(topic_for(device_id), raw)
+
+    async def alerts(self, device_id: str) -> list[dict[str, Any]]:
+        rows = await self.db.fetch(
+            "SELECT * FROM alerts WHERE device_id = $1 ORDER BY alert_id", device_id
+        )
+        return [dict(r) for r in rows]
+
+    async def events(self, device_id: str) -> list[dict[str, Any]]:
+        rows = await self.db.fetch(
+            "SELECT * FROM events WHERE device_id = $1 ORDER BY ts", device_id
+        )
+        return [dict(r) for r in rows]
+
+    async def wait_alert(self, device_id: str, kind: str) -> dict[str, Any]:
+        async def probe() -> dict[str, Any] | None:
+            return next((a for a in await self.alerts(device_id) if a["kind"] == kind), None)
+
+        return await eventually(probe)
+
+    async def wait_events(self, device_id: str, count: int) -> list[dict[str, Any]]:
+        async def probe() -> list[dict[str, Any]] | None:
+            rows = await self.events(device_id)
+            return rows if len(rows) >= count else None
+
+        return await eventually(probe)
+
+    async def wait_dlq(self, device_id: str, count: int = 1) -> list[dict[str, Any]]:
+        async def probe() -> list[dict[str, Any]] | None:
+            found = [r for r in self.dlq if r["device_id"] == device_id]
+            return found if len(found) >= count else None
+
+        return await eventually(probe)
+
+    async def settle(self, device_id: str) -> None:
+        """Wait until both workers have handled everything published so far for a device.
+
+        A fall is sent after it: same device, same partition, so once the fall alert and
+        the fall's row exist, every earlier event of the device has been through both.
+        """
+        await self.publish(device_id, {"kind": "fall", "msg_id": f"settle-{uuid.uuid4()}"})
+        await self.wait_alert(device_id, "fall")
+        await eventually(lambda: self._has_fall_row(device_id))
+
+    async def _has_fall_row(self, device_id: str) -> bool:
+        return bool(
+            await self.db.fetchval(
+                "SELECT 1 FROM events WHERE device_id = $1 AND kind = 'fall'", device_id
+            )
+        )
+
+
+@pytest_asyncio.fixture(scope="session")
+async def pipeline(stack: EmbeddedStack) -> AsyncIterator[Pipeline]:
+    run = uuid.uuid4().hex[:8]
+    ingest = Ingest(
+        mqtt_url=stack.mqtt_url,
+        kafka_bootstrap=stack.kafka_bootstrap,
+        client_id=f"test-ingest-{run}",
+        mqtt_protocol=stack.mqtt_protocol,
+        share_group=f"test-{run}" if stack.mqtt_shared else "",
+    )
+    rules_pool = await connect_pool(stack.database_url)
+    telemetry_pool = await connect_pool(stack.database_url, init=prepare_connection)
+    producer = make_producer(stack.kafka_bootstrap)
+    await producer.start()
+    rules = BatchConsumer(
+        name="rules",
+        bootstrap=stack.kafka_bootstrap,
+        group_id=f"test-rules-{run}",
+        handler=RulesWorker(pool=rules_pool, producer=producer).handle,
+    )
+    telemetry = BatchConsumer(
+        name="telemetry",
+        bootstrap=stack.kafka_bootstrap,
+        group_id=f"test-telemetry-{run}",
+        handler=TelemetryWriter(pool=telemetry_pool).handle,
+    )
+    publisher = MqttClient(
+        url=stack.mqtt_url, client_id=f"test-publisher-{run}", protocol=stack.mqtt_protocol
+    )
+    pipeline = Pipeline(stack=stack, db=rules_pool, publisher=publisher)
+    dlq_reader = asyncio.create_task(_collect(stack.kafka_bootstrap, DLQ_TOPIC, pipeline.dlq))
+    async with telemetry, rules, ingest, publisher:
+        yield pipeline
+    dlq_reader.cancel()
+    await asyncio.gather(dlq_reader, return_exceptions=True)
+    await producer.stop()
+    await rules_pool.close()
+    await telemetry_pool.close()
+
+
+async def _collect(bootstrap: str, topic: str, into: list[dict[str, Any]]) -> None:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"test-reader-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        async for record in consumer:
+            into.append(orjson.loads(record.value))
+    finally:
+        await consumer.stop()
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return Path(__file__).parents[2]

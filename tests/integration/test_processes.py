@@ -1,0 +1,148 @@
+"""The processes as an operator runs them: `carewatch ingest` and `carewatch up`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import urllib.request
+import uuid
+from pathlib import Path
+
+import asyncpg
+import orjson
+import psutil
+import pytest
+
+from carewatch.embedded import EmbeddedStack, free_port
+from carewatch.mqtt import MqttClient
+from devices.codecs.native import topic_for
+from tests.integration.conftest import eventually
+
+pytestmark = pytest.mark.integration
+
+CLI = [sys.executable, "-m", "carewatch.cli"]
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except OSError:
+        return 0, b""
+
+
+async def _http(url: str) -> tuple[int, bytes]:
+    return await asyncio.to_thread(_get, url)
+
+
+def _clean_env(**overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAREWATCH_")}
+    env.update(overrides)
+    return env
+
+
+async def _publish_sos(mqtt_url: str, protocol: str, device: str) -> None:
+    async with MqttClient(
+        url=mqtt_url, client_id=f"pub-{uuid.uuid4().hex[:8]}", protocol=protocol
+    ) as client:  # type: ignore[arg-type]
+        await client.publish(topic_for(device), orjson.dumps({"kind": "sos"}))
+
+
+async def test_ingest_process_serves_metrics_and_stops_on_sigterm(
+    stack: EmbeddedStack, tmp_path: Path, device: str
+) -> None:
+    port = free_port()
+    run = uuid.uuid4().hex[:8]
+    env = _clean_env(
+        CAREWATCH_MQTT_URL=stack.mqtt_url,
+        CAREWATCH_MQTT_PROTOCOL=stack.mqtt_protocol,
+        CAREWATCH_KAFKA_BOOTSTRAP=stack.kafka_bootstrap,
+        CAREWATCH_DATA_DIR=str(tmp_path),
+        CAREWATCH_METRICS_PORT=str(port),
+        CAREWATCH_INGEST_CLIENT_ID=f"proc-{run}",
+        CAREWATCH_MQTT_SHARE_GROUP=f"proc-{run}" if stack.mqtt_shared else "",
+    )
+    log_path = tmp_path / "ingest.log"
+    with log_path.open("wb") as log_file:
+        proc = await asyncio.create_subprocess_exec(
+            *CLI, "ingest", env=env, stdout=log_file, stderr=log_file
+        )
+    try:
+        health = f"http://127.0.0.1:{port}/healthz"
+        await eventually(lambda: _ok(health), within=30)
+        _, body = await _http(health)
+        assert orjson.loads(body)["mqtt_connected"] is True
+
+        await _publish_sos(stack.mqtt_url, stack.mqtt_protocol, device)
+        metrics = f"http://127.0.0.1:{port}/metrics"
+        sample = 'carewatch_ingest_events_total{kind="sos"} 1.0'
+        await eventually(lambda: _contains(metrics, sample))
+
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    lines = [orjson.loads(line) for line in log_path.read_bytes().splitlines()]
+    assert lines[-1]["msg"] == "stopped" and lines[-1]["proc"] == "ingest"
+    assert all({"ts", "level", "msg"} <= line.keys() for line in lines)
+
+
+async def _ok(url: str) -> bool:
+    return (await _http(url))[0] == 200
+
+
+async def _contains(url: str, text: str) -> bool:
+    return text.encode() in (await _http(url))[1]
+
+
+async def test_up_runs_everything_and_stops_it_all(tmp_path: Path, device: str) -> None:
+    data_dir = tmp_path / "data"
+    proc = await asyncio.create_subprocess_exec(
+        *CLI, "--data-dir", str(data_dir), "up", "--simulate", "2",
+        env=_clean_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    output: list[str] = []
+    try:
+        while not output or not output[-1].startswith("see alerts:"):
+            line = await asyncio.wait_for(proc.stdout.readline(), 90)
+            assert line, "carewatch up exited:\n" + "".join(output)
+            output.append(line.decode())
+        table = "".join(output)
+        for name in ("postgres", "kafka", "mqtt", "telemetry", "rules", "ingest", "simulate"):
+            assert f"  {name} " in table, table
+        children = psutil.Process(proc.pid).children(recursive=True)
+        stack = orjson.loads((data_dir / "stack.json").read_bytes())
+
+        await _publish_sos(stack["mqtt_url"], stack["mqtt_protocol"], device)
+        conn = await asyncpg.connect(stack["database_url"])
+        try:
+            query = "SELECT count FROM alerts WHERE device_id = $1 AND kind = 'sos'"
+            assert await eventually(lambda: conn.fetchval(query, device)) == 1
+        finally:
+            await conn.close()
+        listed = await asyncio.create_subprocess_exec(
+            *CLI, "--data-dir", str(data_dir), "alerts", "list", "--status", "open", "--json",
+            env=_clean_env(), stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await listed.communicate()
+        assert listed.returncode == 0
+        mine = [a for a in map(orjson.loads, out.splitlines()) if a["device_id"] == device]
+        assert [(a["kind"], a["status"]) for a in mine] == [("sos", "open")]
+
+        proc.send_signal(signal.SIGINT)
+        rest, _ = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, rest.decode()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert "stopped." in rest.decode()
+    assert not (data_dir / "stack.json").exists()
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
