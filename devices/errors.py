@@ -27,6 +27,13 @@ class Reason(StrEnum):
     INVALID_TIMESTAMP = "invalid_timestamp"
     INVALID_MSG_ID = "invalid_msg_id"
     DEVICE_MISMATCH = "device_mismatch"
+    # Binary and vendor formats (watch, LoRaWAN, OwnTracks):
+    INVALID_FRAME = "invalid_frame"  # framing/header broken: brackets, length, separators
+    INVALID_ENCODING = "invalid_encoding"  # bad base64 / hex / text encoding
+    UNKNOWN_MESSAGE_TYPE = "unknown_message_type"  # a frame type / fPort / _type we do not know
+    UNKNOWN_MODEL = "unknown_model"  # no payload decoder for this device model
+    TRUNCATED = "truncated"  # the bytes end inside a field
+    MISSING_PAYLOAD = "missing_payload"  # an envelope without the device's bytes
 
 
 class DeviceError(Exception):

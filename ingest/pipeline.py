@@ -28,7 +28,7 @@ from aiokafka.errors import KafkaError
 
 from carewatch.kafka import DLQ_TOPIC, EVENTS_TOPIC, make_producer
 from carewatch.mqtt import MqttClient
-from devices.codecs import CODECS, Codec
+from devices.codecs import CODECS, Codec, Message
 from devices.errors import DecodeError
 from devices.events import event_to_json
 from ingest import metrics
@@ -77,7 +77,11 @@ class Ingest:
             protocol=mqtt_protocol,
             persistent_session=True,
             receive_maximum=max_inflight,
-            subscriptions=tuple(_subscription(c, share_group) for c in self._codecs),
+            subscriptions=tuple(
+                _shared(topic_filter, share_group)
+                for codec in self._codecs
+                for topic_filter in codec.subscriptions
+            ),
             on_message=self._on_message,
             manual_ack=True,
         )
@@ -174,7 +178,7 @@ class Ingest:
             rejects.append(Reject(PAYLOAD_TOO_LARGE, f"{len(payload)} bytes > {self._max_payload}"))
         else:
             try:
-                decoded = codec.decode(payload, device_id, received_at)
+                decoded = codec.decode(Message(payload, topic, device_id, received_at))
                 events = [_event_record(e) for e in decoded.events]
                 rejects = [_reject(err) for err in decoded.rejects]
             except DecodeError as err:
@@ -284,8 +288,8 @@ class Ingest:
             )
 
 
-def _subscription(codec: Codec, share_group: str) -> str:
-    return f"$share/{share_group}/{codec.subscription}" if share_group else codec.subscription
+def _shared(topic_filter: str, share_group: str) -> str:
+    return f"$share/{share_group}/{topic_filter}" if share_group else topic_filter
 
 
 def _event_record(event: Any) -> Record:

@@ -1,8 +1,9 @@
 """The codec registry: one module per protocol, each a pure function registered by name.
 
-A codec turns one message's bytes (and the device id its topic names) into zero or more
-canonical events, plus a `DecodeError` per element it had to reject. A message that cannot
-be read at all raises `DecodeError`. Nothing else ever escapes a codec.
+A codec turns one `Message` (bytes, topic, the device id the topic names, the registry's
+device model) into zero or more canonical events, plus a `DecodeError` per element it had
+to reject. A message that cannot be read at all raises `DecodeError`. Nothing else ever
+escapes a codec, whatever the bytes.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import datetime
 from devices.errors import DecodeError
 from devices.events import Event
 
-__all__ = ["CODECS", "Codec", "Decoded", "get_codec"]
+__all__ = ["CODECS", "Codec", "Decoded", "Message", "get_codec"]
 
 
 @dataclass
@@ -24,13 +25,24 @@ class Decoded:
 
 
 @dataclass(frozen=True)
+class Message:
+    """One message to decode, with what the transport and the registry know about it."""
+
+    payload: bytes
+    topic: str
+    device_id: str  # named by the topic; a payload naming another device is rejected
+    received_at: datetime
+    model: str | None = None  # the device model from the registry, if it knows one
+
+
+@dataclass(frozen=True)
 class Codec:
     name: str
-    # MQTT subscription filter for this protocol's uplinks.
-    subscription: str
+    # MQTT subscription filters for this protocol's uplinks.
+    subscriptions: tuple[str, ...]
     # Device id named by a topic, or None if the topic is not one of ours.
     device_from_topic: Callable[[str], str | None]
-    decode: Callable[[bytes, str, datetime], Decoded]
+    decode: Callable[[Message], Decoded]
 
 
 def _registry() -> dict[str, Codec]:

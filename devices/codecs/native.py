@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from devices.codecs import Codec, Decoded
+from devices.codecs import Codec, Decoded, Message
 from devices.errors import DecodeError, Reason
 from devices.events import COMMON_FIELDS, KINDS, Event, make_event
 
@@ -128,9 +128,13 @@ def _type(value: Any) -> str:
     return type(value).__name__ if value is not None else "null"
 
 
+def _decode_message(message: Message) -> Decoded:
+    return decode(message.payload, message.device_id, message.received_at)
+
+
 CODEC = Codec(
     name=NAME,
-    subscription="carewatch/v1/devices/+/up",
+    subscriptions=("carewatch/v1/devices/+/up",),
     device_from_topic=device_from_topic,
-    decode=decode,
+    decode=_decode_message,
 )
