@@ -71,7 +71,7 @@ def _decode_one(item: Any, device_id: str, received_at: datetime) -> Event:
     kind = item.get("kind")
     if kind is None:
         raise DecodeError(NAME, Reason.MISSING_KIND, "no 'kind'")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise DecodeError(NAME, Reason.UNKNOWN_KIND, f"{kind!r} is not one of {sorted(KINDS)}")
     claimed = item.get("device_id", device_id)
     if claimed != device_id:
@@ -137,4 +137,5 @@ CODEC = Codec(
     subscriptions=("carewatch/v1/devices/+/up",),
     device_from_topic=device_from_topic,
     decode=_decode_message,
+    broker_account=lambda device_id: (device_id, (topic_for(device_id),)),
 )

@@ -71,6 +71,8 @@ def test_a_batch_keeps_its_valid_elements_when_one_is_bad() -> None:
         (b"42", Reason.NOT_AN_OBJECT),
         ({"ts": "2026-11-22T08:00:00Z"}, Reason.MISSING_KIND),
         ({"kind": "teleport"}, Reason.UNKNOWN_KIND),
+        ({"kind": ["sos"]}, Reason.UNKNOWN_KIND),
+        ({"kind": {"sos": 1}}, Reason.UNKNOWN_KIND),
         ({"kind": "battery"}, Reason.MISSING_FIELD),
         ({"kind": "battery", "battery_pct": 101}, Reason.INVALID_FIELD),
         ({"kind": "battery", "battery_pct": 50, "colour": "red"}, Reason.UNKNOWN_FIELD),
