@@ -1,16 +1,18 @@
 """Errors raised by `devices`.
 
 DeviceError                 root of everything this package raises
-└── DecodeError             a message (or one element of it) cannot become events;
-                            carries protocol, a machine-readable `reason` (the same
-                            string in the DLQ record and the metric label) and detail
+├── DecodeError             a message (or one element of it) cannot become events;
+│                           carries protocol, a machine-readable `reason` (the same
+│                           string in the DLQ record and the metric label) and detail
+└── RegistryError           a registry change is invalid (unknown format, bad id,
+                            no such device...); the message says what to fix
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["DecodeError", "DeviceError", "Reason"]
+__all__ = ["DecodeError", "DeviceError", "Reason", "RegistryError"]
 
 
 class Reason(StrEnum):
@@ -53,3 +55,7 @@ class DecodeError(DeviceError):
         self.reason = reason
         self.detail = detail
         self.index = index
+
+
+class RegistryError(DeviceError):
+    """A registry change cannot be made; the message says why and what to do."""

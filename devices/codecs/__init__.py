@@ -43,12 +43,15 @@ class Codec:
     # Device id named by a topic, or None if the topic is not one of ours.
     device_from_topic: Callable[[str], str | None]
     decode: Callable[[Message], Decoded]
+    # How a device of this format logs in to the broker itself: (username, the topics it may
+    # publish). None: it reaches carewatch through a gateway or a network server instead.
+    broker_account: Callable[[str], tuple[str, tuple[str, ...]]] | None = None
 
 
 def _registry() -> dict[str, Codec]:
-    from devices.codecs import native
+    from devices.codecs import chirpstack, native, owntracks, ttn
 
-    return {c.name: c for c in (native.CODEC,)}
+    return {c.name: c for c in (native.CODEC, owntracks.CODEC, ttn.CODEC, chirpstack.CODEC)}
 
 
 CODECS: dict[str, Codec] = _registry()
