@@ -26,6 +26,14 @@ async def prepare_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+# The registry's "last seen": when carewatch last heard from each device in the batch.
+_LAST_SEEN = """
+UPDATE devices d SET last_seen = s.seen
+FROM (SELECT device_id, max(received_at) AS seen FROM events_stage GROUP BY device_id) s
+WHERE d.device_id = s.device_id AND (d.last_seen IS NULL OR d.last_seen < s.seen)
+"""
+
+
 class TelemetryWriter:
     """The batch handler of the `telemetry` consumer group."""
 
@@ -41,6 +49,7 @@ class TelemetryWriter:
                 f"INSERT INTO events ({_COLS}) SELECT {_COLS} FROM events_stage "
                 "ON CONFLICT (event_id) DO NOTHING"
             )
+            await conn.execute(_LAST_SEEN)
         metrics.STORED.inc(int(status.rsplit(" ", 1)[1]))
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from carewatch import registry_cli
 from carewatch.settings import ConfigError, Settings
 
 __all__ = ["main"]
@@ -81,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     schema.set_defaults(run=_schema)
 
     sub.add_parser("migrate", help="apply database migrations").set_defaults(run=_migrate)
+    registry_cli.add_parsers(sub)
     return parser
 
 
@@ -159,19 +161,24 @@ def _alerts_table(rows: list[dict[str, Any]]) -> str:
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     from carewatch.logs import setup_logging
-    from simulators.fleet import run_fleet
+    from carewatch.simulate import register_fleet
+    from simulators.fleet import plan_fleet, run_fleet
 
     setup_logging(level=settings.log_level, fmt=settings.log_format, process_name="simulate")
 
     async def run() -> None:
+        plan = plan_fleet(args.devices)
+        url = settings.require_mqtt_url("devices")
+        secrets = await register_fleet(settings, [device_id for _, device_id in plan], url)
         stats = await run_fleet(
-            mqtt_url=settings.require_mqtt_url(),
+            mqtt_url=url,
             devices=args.devices,
             duration=args.duration,
             seed=args.seed,
             protocol=settings.mqtt_protocol,
             sos_mean_interval=args.sos_mean_interval,
             stop=_stop_on_signals(),
+            secrets=secrets,
         )
         print(orjson.dumps(stats.summary()).decode())
 

@@ -19,14 +19,14 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-__all__ = ["MqttClient", "MqttError", "MqttTarget", "parse_mqtt_url"]
+__all__ = ["MqttClient", "MqttError", "MqttTarget", "parse_mqtt_url", "with_login"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,14 @@ def parse_mqtt_url(url: str) -> MqttTarget:
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
     )
+
+
+def with_login(url: str, username: str, secret: str) -> str:
+    """`url` with this account's user name and secret in it (replacing any it had)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    netloc = f"{quote(username, safe='')}:{quote(secret, safe='')}@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class MqttClient:
@@ -259,9 +267,15 @@ class MqttClient:
         if not any(t.get_name() == "mqtt-reconnect" for t in self._tasks):
             self._spawn(self._reconnect_loop(), "mqtt-reconnect")
 
-    def _on_publish(self, _c: paho.Client, _ud: Any, mid: int, _reason: Any, _p: Any) -> None:
+    def _on_publish(self, _c: paho.Client, _ud: Any, mid: int, reason: Any, _p: Any) -> None:
         fut = self._pending_publishes.pop(mid, None)
-        if fut is not None and not fut.done():
+        if fut is None or fut.done():
+            return
+        # MQTT 5 brokers say why they did not take a message (e.g. 0x87 not authorized:
+        # the ACL refused the topic); MQTT 3.1.1 brokers ack silently whatever they do.
+        if getattr(reason, "is_failure", False):
+            fut.set_exception(MqttError(f"broker refused the message: {reason}"))
+        else:
             fut.set_result(None)
 
     def _dispatch(self, _client: paho.Client, _ud: Any, message: paho.MQTTMessage) -> None:

@@ -22,13 +22,17 @@ __all__ = ["build_ingest", "build_rules", "build_telemetry"]
 
 async def build_ingest(settings: Settings, stack: AsyncExitStack) -> Running:
     ingest = Ingest(
-        mqtt_url=settings.require_mqtt_url(),
+        mqtt_url=settings.require_mqtt_url("ingest"),
         kafka_bootstrap=settings.require_kafka_bootstrap(),
         client_id=settings.ingest_client_id,
         mqtt_protocol=settings.mqtt_protocol,
         share_group=settings.mqtt_share_group,
         max_inflight=settings.ingest_max_inflight,
+        database_url=settings.require_database_url(),
         max_payload_bytes=settings.max_payload_bytes,
+        device_rate=settings.device_rate,
+        device_burst=settings.device_burst,
+        max_ahead_s=settings.max_clock_ahead_s,
     )
     await stack.enter_async_context(ingest)
     return Running(health=ingest.health, watch=[ingest.done])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 from pydantic import Field
@@ -37,12 +37,21 @@ class Settings(BaseSettings):
     kafka_bootstrap: str | None = Field(None, description="Kafka host:port list; unset = embedded")
     mqtt_url: str | None = Field(None, description="mqtt://[user:pass@]host:port; unset = embedded")
     mqtt_protocol: Literal["5", "3.1.1"] = "5"
+    mqtt_auth_dir: Path | None = Field(
+        None, description="where to write the broker's passwd/acl files; unset = embedded"
+    )
+    dev_mode: bool = Field(False, description="embedded broker also admits anonymous clients")
     mqtt_share_group: str = Field("carewatch-ingest", description="'' = plain subscription")
     ingest_client_id: str = Field(
         default_factory=lambda: f"carewatch-ingest-{socket.gethostname()}"
     )
     ingest_max_inflight: int = Field(1000, ge=1, le=65535)
     max_payload_bytes: int = Field(64 * 1024, ge=256)
+    device_rate: float = Field(10.0, gt=0, description="messages/s per device before limiting")
+    device_burst: int = Field(60, ge=1, description="messages a device may send at once")
+    max_clock_ahead_s: float = Field(
+        300.0, ge=0, description="events dated further ahead of arrival are refused"
+    )
     events_partitions: int = Field(12, ge=1)
     rules_group: str = "carewatch-rules"
     telemetry_group: str = "carewatch-telemetry"
@@ -55,14 +64,14 @@ class Settings(BaseSettings):
     def stack_file(self) -> Path:
         return self.data_dir / STACK_FILE
 
-    def _from_stack(self, key: str) -> str | None:
+    def from_stack(self, key: str) -> Any:
         try:
             return orjson.loads(self.stack_file().read_bytes()).get(key)
         except (OSError, orjson.JSONDecodeError):
             return None
 
     def _require(self, key: str, value: str | None) -> str:
-        found = value or self._from_stack(key)
+        found = value or self.from_stack(key)
         if not found:
             env = f"CAREWATCH_{key.upper()}"
             raise ConfigError(
@@ -77,5 +86,12 @@ class Settings(BaseSettings):
     def require_kafka_bootstrap(self) -> str:
         return self._require("kafka_bootstrap", self.kafka_bootstrap)
 
-    def require_mqtt_url(self) -> str:
-        return self._require("mqtt_url", self.mqtt_url)
+    def require_mqtt_url(self, role: str = "ingest") -> str:
+        """The broker URL, with the service account of `role` when the embedded stack has
+        one (an external broker's URL carries its own credentials)."""
+        if self.mqtt_url:
+            return self.mqtt_url
+        urls = self.from_stack("mqtt_urls")
+        if isinstance(urls, dict) and urls.get(role):
+            return str(urls[role])
+        return self._require("mqtt_url", None)

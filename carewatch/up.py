@@ -56,7 +56,9 @@ async def _up(settings: Settings, simulate: int) -> int:
         logs.mkdir(parents=True, exist_ok=True)
         children: dict[str, tuple[ChildProcess, int]] = {}
         for name in SERVICES:
-            children[name] = await _start_service(exits, name, env, logs)
+            # Each service logs in to the broker with its role's account.
+            role_env = {**env, "CAREWATCH_MQTT_URL": stack.mqtt_urls.get(name, stack.mqtt_url)}
+            children[name] = await _start_service(exits, name, role_env, logs)
         if simulate:
             argv = ["simulate", "--devices", str(simulate)]
             fleet = ChildProcess(

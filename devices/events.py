@@ -44,7 +44,9 @@ Latitude = Annotated[float, Field(ge=-90, le=90)]
 Longitude = Annotated[float, Field(ge=-180, le=180)]
 
 # Fields every event has; the rest are the kind's own.
-COMMON_FIELDS = frozenset({"event_id", "device_id", "kind", "ts", "received_at", "source"})
+COMMON_FIELDS = frozenset(
+    {"event_id", "device_id", "kind", "ts", "received_at", "source", "device_ts"}
+)
 # Kinds that always alert: no filter or deduplication may swallow them.
 ALARM_KINDS = frozenset({"sos", "fall"})
 
@@ -57,6 +59,11 @@ class _Base(BaseModel):
     ts: UtcDatetime = Field(description="device time (UTC)")
     received_at: UtcDatetime = Field(description="when carewatch received it (UTC)")
     source: str = Field(description="name of the codec that decoded it")
+    device_ts: UtcDatetime | None = Field(
+        None,
+        description="the device's own time, kept when carewatch replaced an implausible one "
+        "(e.g. far in the future) with received_at; absent otherwise",
+    )
 
 
 def _at_least_one(model: BaseModel, names: tuple[str, ...]) -> None:
@@ -185,6 +192,10 @@ KINDS = frozenset(
 )
 
 
+# What a redelivery of the same message may change: not part of its identity.
+_NOT_CONTENT = frozenset({"event_id", "received_at", "source", "device_ts"})
+
+
 def compute_event_id(event: Event, msg_id: str | None) -> str:
     """A stable id, so a redelivered message deduplicates downstream.
 
@@ -195,7 +206,9 @@ def compute_event_id(event: Event, msg_id: str | None) -> str:
     if msg_id is not None:
         key: dict[str, Any] = {"d": event.device_id, "k": event.kind, "m": msg_id}
     else:
-        key = event.model_dump(mode="json", exclude={"event_id", "received_at", "source"})
+        key = event.model_dump(
+            mode="json", exclude={"event_id", "received_at", "source", "device_ts"}
+        )
         key = {k: v for k, v in key.items() if v is not None}
     digest = hashlib.sha256(orjson.dumps(key, option=orjson.OPT_SORT_KEYS)).hexdigest()
     return digest[:32]

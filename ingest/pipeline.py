@@ -20,7 +20,7 @@ import random
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaProducer
@@ -30,18 +30,15 @@ from carewatch.kafka import DLQ_TOPIC, EVENTS_TOPIC, make_producer
 from carewatch.mqtt import MqttClient
 from devices.codecs import CODECS, Codec, Message
 from devices.errors import DecodeError
-from devices.events import event_to_json
-from ingest import metrics
+from devices.events import Event, event_to_json
+from ingest import metrics, policy
 from ingest.acks import AckSequencer, Delivery
+from ingest.directory import DeviceDirectory
 from ingest.dlq import Reject, dlq_record
 
 __all__ = ["Ingest", "Record"]
 
 log = logging.getLogger(__name__)
-
-PAYLOAD_TOO_LARGE = "payload_too_large"
-UNROUTABLE_TOPIC = "unroutable_topic"
-INTERNAL_ERROR = "internal_error"
 
 
 @dataclass(frozen=True)
@@ -64,11 +61,18 @@ class Ingest:
         mqtt_protocol: Literal["5", "3.1.1"] = "5",
         share_group: str = "carewatch-ingest",
         max_inflight: int = 1000,
+        database_url: str,
         max_payload_bytes: int = 64 * 1024,
+        device_rate: float = 10.0,
+        device_burst: float = 60.0,
+        max_ahead_s: float = 300.0,
         codecs: Iterable[Codec] | None = None,
     ) -> None:
         self._codecs = list(codecs if codecs is not None else CODECS.values())
         self._max_payload = max_payload_bytes
+        self._directory = DeviceDirectory(database_url=database_url)
+        self._rates = policy.RateLimiter(rate=device_rate, burst=device_burst)
+        self._max_ahead = timedelta(seconds=max_ahead_s)
         self._kafka_bootstrap = kafka_bootstrap
         self._producer: AIOKafkaProducer | None = None
         self._mqtt = MqttClient(
@@ -94,6 +98,10 @@ class Ingest:
         self._process_task: asyncio.Task[None] | None = None
 
     @property
+    def directory(self) -> DeviceDirectory:
+        return self._directory
+
+    @property
     def done(self) -> asyncio.Future[None]:
         """Completes only if processing crashed (or after stop)."""
         assert self._process_task is not None
@@ -102,11 +110,16 @@ class Ingest:
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
-        self._producer = make_producer(self._kafka_bootstrap)
-        await self._producer.start()
-        self._accepting = True
-        self._process_task = self._spawn(self._process_loop(), "ingest-process")
-        await self._mqtt.start()
+        try:
+            await self._directory.start()
+            self._producer = make_producer(self._kafka_bootstrap)
+            await self._producer.start()
+            self._accepting = True
+            self._process_task = self._spawn(self._process_loop(), "ingest-process")
+            await self._mqtt.start()
+        except BaseException:
+            await self.stop()  # nothing half-started may outlive a failed start
+            raise
         log.info("ingest started", extra={"codecs": [c.name for c in self._codecs]})
 
     async def stop(self, drain_timeout: float = 15.0) -> None:
@@ -128,6 +141,7 @@ class Ingest:
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
+        await self._directory.stop()
         log.info("ingest stopped")
 
     async def __aenter__(self) -> Ingest:
@@ -141,6 +155,8 @@ class Ingest:
         return {
             "ok": self._mqtt.connected and self._producer is not None,
             "mqtt_connected": self._mqtt.connected,
+            "registry_connected": self._directory.connected,
+            "devices_known": len(self._directory),
             "inflight": len(self._acks),
         }
 
@@ -161,33 +177,57 @@ class Ingest:
     async def _process_loop(self) -> None:
         while True:
             delivery, received_at, started = await self._queue.get()
-            records = self._records(delivery.message.topic, delivery.message.payload, received_at)
+            message = delivery.message
+            try:
+                records = await self._records(message.topic, message.payload, received_at)
+            except Exception as exc:  # a bug here must not stop ingest or lose the message
+                log.exception("processing failed", extra={"topic": message.topic})
+                reject = Reject(policy.INTERNAL_ERROR, repr(exc)[:500])
+                records = [self._dlq(reject, message.topic, None, message.payload, received_at)]
             await self._write(delivery, records, started)
 
-    # -- decoding ----------------------------------------------------------------
+    # -- checking and decoding ---------------------------------------------------
 
-    def _records(self, topic: str, payload: bytes, received_at: datetime) -> list[Record]:
+    async def _records(self, topic: str, payload: bytes, received_at: datetime) -> list[Record]:
         """Every Kafka record one MQTT message becomes: events and rejects."""
         codec, device_id = self._route(topic)
         metrics.MESSAGES.labels(codec.name if codec else "none").inc()
-        rejects: list[Reject] = []
-        events: list[Record] = []
+        events: list[Event] = []
         if codec is None or device_id is None:
-            rejects.append(Reject(UNROUTABLE_TOPIC, f"no codec takes topic {topic!r}"))
-        elif len(payload) > self._max_payload:
-            rejects.append(Reject(PAYLOAD_TOO_LARGE, f"{len(payload)} bytes > {self._max_payload}"))
+            rejects = [Reject(policy.UNROUTABLE_TOPIC, f"no codec takes topic {topic!r}")]
         else:
-            try:
-                decoded = codec.decode(Message(payload, topic, device_id, received_at))
-                events = [_event_record(e) for e in decoded.events]
-                rejects = [_reject(err) for err in decoded.rejects]
-            except DecodeError as err:
-                rejects.append(_reject(err))
-            except Exception as exc:  # a codec bug must not stop ingest or lose the message
-                log.exception("codec crashed", extra={"codec": codec.name, "topic": topic})
-                rejects.append(Reject(INTERNAL_ERROR, repr(exc)[:500], codec.name))
+            device = await self._directory.lookup(device_id)
+            refused = policy.admit_device(device, device_id, codec.name)
+            if refused is not None:
+                rejects = [refused]
+            elif len(payload) > self._max_payload:
+                size = f"{len(payload)} bytes > {self._max_payload}"
+                rejects = [Reject(policy.PAYLOAD_TOO_LARGE, size, codec.name)]
+            else:
+                assert device is not None
+                message = Message(payload, topic, device_id, received_at, device.model)
+                events, rejects = self._decode(codec, message)
         dlq = [self._dlq(r, topic, device_id, payload, received_at) for r in rejects]
-        return events + dlq
+        return [_event_record(e) for e in events] + dlq
+
+    def _decode(self, codec: Codec, message: Message) -> tuple[list[Event], list[Reject]]:
+        """Decode, then apply the time and rate policies to what came out."""
+        try:
+            decoded = codec.decode(message)
+        except DecodeError as err:
+            return [], [_reject(err)]
+        except Exception as exc:  # a codec bug must not stop ingest or lose the message
+            log.exception("codec crashed", extra={"codec": codec.name, "topic": message.topic})
+            return [], [Reject(policy.INTERNAL_ERROR, repr(exc)[:500], codec.name)]
+        rejects = [_reject(err) for err in decoded.rejects]
+        events, late = policy.check_times(
+            decoded.events, message.received_at, self._max_ahead, codec.name
+        )
+        rejects += late
+        if events and not self._rates.allow(message.device_id):
+            events, limited = policy.only_alarms(events, codec.name)
+            rejects += limited
+        return events, rejects
 
     def _route(self, topic: str) -> tuple[Codec | None, str | None]:
         for codec in self._codecs:
@@ -292,7 +332,7 @@ def _shared(topic_filter: str, share_group: str) -> str:
     return f"$share/{share_group}/{topic_filter}" if share_group else topic_filter
 
 
-def _event_record(event: Any) -> Record:
+def _event_record(event: Event) -> Record:
     return Record(EVENTS_TOPIC, event.device_id.encode(), event_to_json(event), event.kind)
 
 

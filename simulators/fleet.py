@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from carewatch.mqtt import MqttClient, MqttError
+from carewatch.mqtt import MqttClient, MqttError, with_login
 from simulators.behaviours import DEVICE_TYPES, CallButton, Device
 from simulators.native import Encoder, Message
 
@@ -82,6 +82,7 @@ class _Fleet:
     stats: FleetStats
     halt: asyncio.Event
     connecting: asyncio.Semaphore
+    secrets: Mapping[str, str]  # device id -> broker secret (user name = device id)
 
 
 def plan_fleet(devices: int, mix: Mapping[str, int] | None = None) -> list[tuple[str, str]]:
@@ -116,6 +117,7 @@ async def run_fleet(
     protocol: Literal["5", "3.1.1"] = "5",
     sos_mean_interval: float = 180.0,
     stop: asyncio.Event | None = None,
+    secrets: Mapping[str, str] | None = None,
 ) -> FleetStats:
     """Run `devices` virtual devices until `duration` seconds pass or `stop` is set, then
     disconnect them all. Failed publishes are counted in the stats, never raised."""
@@ -129,6 +131,7 @@ async def run_fleet(
         FleetStats(),
         asyncio.Event(),
         asyncio.Semaphore(CONNECT_CONCURRENCY),
+        secrets or {},
     )
     plan = plan_fleet(devices, mix)
     log.info(
@@ -191,7 +194,9 @@ def _device_done(task: asyncio.Task[None], stats: FleetStats) -> None:
 
 
 async def _run_device(kind: str, device_id: str, fleet: _Fleet) -> None:
-    client = MqttClient(url=fleet.url, client_id=device_id, protocol=fleet.protocol)
+    secret = fleet.secrets.get(device_id)
+    url = with_login(fleet.url, device_id, secret) if secret else fleet.url
+    client = MqttClient(url=url, client_id=device_id, protocol=fleet.protocol)
     try:
         if not await _connect(client, device_id, fleet):
             return

@@ -9,20 +9,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import orjson
 from aiokafka.errors import KafkaError
 
+from carewatch.db import migrate
 from carewatch.embedded.kafka import EmbeddedKafka
 from carewatch.embedded.mqtt import EmbeddedMqtt
 from carewatch.embedded.postgres import EmbeddedPostgres
 from carewatch.embedded.process import EmbeddedError, port_open
 from carewatch.kafka import ensure_topics
+from carewatch.mqtt import with_login
 from carewatch.settings import Settings
+from devices.broker_auth import ensure_service_user, load_accounts, write_auth_files
 
 __all__ = ["EmbeddedStack"]
 
@@ -44,6 +49,10 @@ class EmbeddedStack:
         self.mqtt_url = ""
         self.mqtt_protocol: Literal["5", "3.1.1"] = settings.mqtt_protocol
         self.mqtt_shared = False
+        # Per service role, the URL with that role's broker account (embedded broker only).
+        self.mqtt_urls: dict[str, str] = {}
+        self.mqtt_auth_dir: Path | None = None
+        self.mqtt_pid: int | None = None
 
     def describe(self) -> list[tuple[str, str]]:
         """(service, "embedded <what> at <url>" or "external <url>"), for printing."""
@@ -105,12 +114,42 @@ class EmbeddedStack:
             self.mqtt_shared = self.mqtt_protocol == "5"
             self._described.append(("mqtt", f"external {_redact(self.mqtt_url)}"))
             return
-        mqtt = await self._enter(EmbeddedMqtt(data_dir=data_dir))
+        auth_dir = data_dir / "auth"
+        secrets = await self._write_broker_auth(auth_dir)
+        mqtt = await self._enter(
+            EmbeddedMqtt(
+                data_dir=data_dir, auth_dir=auth_dir, allow_anonymous=self.settings.dev_mode
+            )
+        )
         self.mqtt_url = mqtt.url
         self.mqtt_protocol = mqtt.protocol
         self.mqtt_shared = mqtt.supports_shared_subscriptions
-        what = f"embedded {mqtt.broker} (MQTT {mqtt.protocol}) at {mqtt.url}"
+        self.mqtt_pid = mqtt.pid
+        if mqtt.enforces_auth:
+            self.mqtt_auth_dir = auth_dir
+            self.mqtt_urls = {
+                role: with_login(mqtt.url, f"carewatch-{role}", secret)
+                for role, secret in secrets.items()
+            }
+        access = "per-device accounts" if mqtt.enforces_auth else "anonymous: development only"
+        if mqtt.enforces_auth and self.settings.dev_mode:
+            access += " + anonymous (dev mode)"
+        what = f"embedded {mqtt.broker} (MQTT {mqtt.protocol}, {access}) at {mqtt.url}"
         self._described.append(("mqtt", what))
+
+    async def _write_broker_auth(self, auth_dir: Path) -> dict[str, str]:
+        """Service accounts re-keyed for this run, and the registry's files for the broker."""
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            await migrate(conn)
+            secrets = {
+                role: await ensure_service_user(conn, f"carewatch-{role}", role)
+                for role in ("ingest", "gateway")
+            }
+            write_auth_files(auth_dir, await load_accounts(conn))
+        finally:
+            await conn.close()
+        return secrets
 
     async def _enter(self, service: _Service) -> _Service:
         assert self._exits is not None
@@ -123,11 +162,17 @@ class EmbeddedStack:
             "mqtt_url": self.mqtt_url,
             "mqtt_protocol": self.mqtt_protocol,
             "mqtt_shared": self.mqtt_shared,
+            "mqtt_urls": self.mqtt_urls,
+            "mqtt_auth_dir": str(self.mqtt_auth_dir) if self.mqtt_auth_dir else None,
+            "mqtt_pid": self.mqtt_pid,
         }
         path = self.settings.stack_file()
         # Written whole, then renamed: a reader never sees half a file.
         tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(orjson.dumps(record, option=orjson.OPT_INDENT_2))
+        # 0600: it holds the service accounts' secrets.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(orjson.dumps(record, option=orjson.OPT_INDENT_2))
         tmp.replace(path)
         self._wrote_stack_file = True
 

@@ -24,12 +24,14 @@ from aiokafka import AIOKafkaConsumer
 from alerts.consumer import BatchConsumer
 from alerts.rules_worker import RulesWorker
 from alerts.telemetry import TelemetryWriter, prepare_connection
+from carewatch.broker_sync import sync_broker_auth, wait_for_account
 from carewatch.db import connect_pool
 from carewatch.embedded import EmbeddedStack
 from carewatch.kafka import DLQ_TOPIC, make_producer
-from carewatch.mqtt import MqttClient
+from carewatch.mqtt import MqttClient, with_login
 from carewatch.settings import Settings
 from devices.codecs.native import topic_for
+from devices.registry import add_device
 from ingest.pipeline import Ingest
 
 T = TypeVar("T")
@@ -47,10 +49,10 @@ async def eventually(probe: Callable[[], Awaitable[T | None]], *, within: float 
         await asyncio.sleep(0.05)
 
 
-@pytest.fixture
-def device() -> str:
-    """A device id no other test uses."""
-    return f"t-{uuid.uuid4().hex[:12]}"
+@pytest_asyncio.fixture
+async def device(pipeline: Pipeline) -> str:
+    """A registered native device, with a broker account, that no other test uses."""
+    return await pipeline.register()
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -67,12 +69,46 @@ class Pipeline:
 
     stack: EmbeddedStack
     db: asyncpg.Pool
-    publisher: MqttClient
+    ingest: Ingest
     dlq: list[dict[str, Any]] = field(default_factory=list)
+    clients: dict[str, MqttClient] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)
+
+    async def register(self, device_id: str | None = None, **fields: Any) -> str:
+        """Register a native device and wait until the broker admits its account."""
+        device_id = device_id or f"t-{uuid.uuid4().hex[:12]}"
+        async with self.db.acquire() as conn:
+            _, secret = await add_device(conn, device_id=device_id, format="native", **fields)
+            await sync_broker_auth(conn, self.stack.settings)
+        assert secret is not None
+        self.secrets[device_id] = secret
+        await wait_for_account(self.stack.mqtt_url, device_id, secret)
+        return device_id
+
+    async def ingest_sees(self, device_id: str, status: str | None) -> None:
+        """Wait until ingest's copy of the registry has caught up (it follows NOTIFY)."""
+
+        async def probe() -> bool:
+            device = self.ingest.directory.cached(device_id)
+            return (device.status if device else None) == status
+
+        await eventually(probe)
+
+    async def client(self, device_id: str) -> MqttClient:
+        """The device's own connection, logged in with its own account."""
+        if device_id not in self.clients:
+            client = MqttClient(
+                url=with_login(self.stack.mqtt_url, device_id, self.secrets[device_id]),
+                client_id=device_id,
+                protocol=self.stack.mqtt_protocol,
+            )
+            await client.start()
+            self.clients[device_id] = client
+        return self.clients[device_id]
 
     async def publish(self, device_id: str, payload: bytes | object) -> None:
         raw = payload if isinstance(payload, bytes) else orjson.dumps(payload)
-        await self.publisher.publish(topic_for(device_id), raw)
+        await (await self.client(device_id)).publish(topic_for(device_id), raw)
 
     async def alerts(self, device_id: str) -> list[dict[str, Any]]:
         rows = await self.db.fetch(
@@ -128,8 +164,9 @@ class Pipeline:
 async def pipeline(stack: EmbeddedStack) -> AsyncIterator[Pipeline]:
     run = uuid.uuid4().hex[:8]
     ingest = Ingest(
-        mqtt_url=stack.mqtt_url,
+        mqtt_url=stack.mqtt_urls["ingest"],
         kafka_bootstrap=stack.kafka_bootstrap,
+        database_url=stack.database_url,
         client_id=f"test-ingest-{run}",
         mqtt_protocol=stack.mqtt_protocol,
         share_group=f"test-{run}" if stack.mqtt_shared else "",
@@ -150,13 +187,12 @@ async def pipeline(stack: EmbeddedStack) -> AsyncIterator[Pipeline]:
         group_id=f"test-telemetry-{run}",
         handler=TelemetryWriter(pool=telemetry_pool).handle,
     )
-    publisher = MqttClient(
-        url=stack.mqtt_url, client_id=f"test-publisher-{run}", protocol=stack.mqtt_protocol
-    )
-    pipeline = Pipeline(stack=stack, db=rules_pool, publisher=publisher)
+    pipeline = Pipeline(stack=stack, db=rules_pool, ingest=ingest)
     dlq_reader = asyncio.create_task(_collect(stack.kafka_bootstrap, DLQ_TOPIC, pipeline.dlq))
-    async with telemetry, rules, ingest, publisher:
+    async with telemetry, rules, ingest:
         yield pipeline
+        for client in pipeline.clients.values():
+            await client.stop()
     dlq_reader.cancel()
     await asyncio.gather(dlq_reader, return_exceptions=True)
     await producer.stop()

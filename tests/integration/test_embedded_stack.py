@@ -6,7 +6,7 @@ import asyncio
 import queue
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import asyncpg
 import orjson
@@ -38,10 +38,11 @@ async def test_stack_serves_all_three_and_stops(settings: Settings) -> None:
     stale = {"database_url": f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"}
     settings.stack_file().write_bytes(orjson.dumps(stale))
 
+    before = set(psutil.Process().children())  # e.g. the session's own stack
     stack = EmbeddedStack(settings=settings)
     await stack.start()
     try:
-        children = psutil.Process().children()
+        children = [c for c in psutil.Process().children() if c not in before]
         assert {c.name() for c in children} >= {"postgres", "tansu", "mosquitto"}
         recorded = orjson.loads(settings.stack_file().read_bytes())
         assert recorded["database_url"] == stack.database_url
@@ -52,7 +53,13 @@ async def test_stack_serves_all_three_and_stops(settings: Settings) -> None:
         assert await conn.fetchval("select 1") == 1
         await conn.close()
         await _kafka_round_trip(stack.kafka_bootstrap)
-        await _mqtt_round_trip(stack.mqtt_url, stack.mqtt_protocol)
+        # Only accounts get in: the ingest account reads, the gateway account writes.
+        topic = "carewatch/v1/watch/round-trip/up"
+        await _mqtt_round_trip(
+            stack.mqtt_urls["gateway"], stack.mqtt_urls["ingest"], stack.mqtt_protocol, topic
+        )
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.to_thread(_connect, stack.mqtt_url, stack.mqtt_protocol)
 
         with pytest.raises(EmbeddedError, match="another carewatch stack is running"):
             await EmbeddedStack(settings=settings).start()
@@ -69,7 +76,7 @@ async def test_amqtt_accepts_qos1(tmp_path: Path) -> None:
     async with EmbeddedMqtt(data_dir=tmp_path, broker="amqtt") as broker:
         assert (broker.broker, broker.protocol) == ("amqtt", "3.1.1")
         assert not broker.supports_shared_subscriptions
-        await _mqtt_round_trip(broker.url, broker.protocol)
+        await _mqtt_round_trip(broker.url, broker.url, broker.protocol, f"t/{uuid.uuid4().hex}")
 
 
 def test_deploy_config_has_the_generated_settings() -> None:
@@ -98,17 +105,21 @@ async def _kafka_round_trip(bootstrap: str) -> None:
     assert (record.key, record.value) == (key, value)
 
 
-async def _mqtt_round_trip(url: str, protocol: str) -> None:
-    topic, payload = f"test/{uuid.uuid4().hex}", uuid.uuid4().bytes
-    received = await asyncio.to_thread(_publish_and_receive, url, protocol, topic, payload)
+async def _mqtt_round_trip(pub_url: str, sub_url: str, protocol: str, topic: str) -> None:
+    payload = uuid.uuid4().bytes
+    received = await asyncio.to_thread(
+        _publish_and_receive, pub_url, sub_url, protocol, topic, payload
+    )
     assert received == payload
 
 
-def _publish_and_receive(url: str, protocol: str, topic: str, payload: bytes) -> bytes:
+def _publish_and_receive(
+    pub_url: str, sub_url: str, protocol: str, topic: str, payload: bytes
+) -> bytes:
     inbox: queue.Queue[bytes] = queue.Queue()
-    subscriber = _connect(url, protocol)
+    subscriber = _connect(sub_url, protocol)
     subscriber.on_message = lambda _c, _u, msg: inbox.put(msg.payload)
-    publisher = _connect(url, protocol)
+    publisher = _connect(pub_url, protocol)
     try:
         subscribed = queue.Queue[object]()
         subscriber.on_subscribe = lambda *args: subscribed.put(args)
@@ -128,7 +139,12 @@ def _connect(url: str, protocol: str) -> mqtt.Client:
     connected = queue.Queue[object]()
     client.on_connect = lambda *args: connected.put(args)
     parts = urlsplit(url)
+    if parts.username:
+        client.username_pw_set(unquote(parts.username), unquote(parts.password or ""))
     client.connect(parts.hostname or "127.0.0.1", parts.port or 1883)
     client.loop_start()
-    connected.get(timeout=10)
+    _, _, _, reason, _ = connected.get(timeout=10)
+    if reason.is_failure:
+        client.loop_stop()
+        raise ConnectionRefusedError(str(reason))
     return client

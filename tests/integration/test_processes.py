@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 import urllib.request
@@ -15,10 +16,11 @@ import orjson
 import psutil
 import pytest
 
-from carewatch.embedded import EmbeddedStack, free_port
-from carewatch.mqtt import MqttClient
+from carewatch.broker_sync import wait_for_account
+from carewatch.embedded import free_port
+from carewatch.mqtt import MqttClient, with_login
 from devices.codecs.native import topic_for
-from tests.integration.conftest import eventually
+from tests.integration.conftest import Pipeline, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -45,22 +47,27 @@ def _clean_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-async def _publish_sos(mqtt_url: str, protocol: str, device: str) -> None:
-    async with MqttClient(
-        url=mqtt_url, client_id=f"pub-{uuid.uuid4().hex[:8]}", protocol=protocol
-    ) as client:  # type: ignore[arg-type]
-        await client.publish(topic_for(device), orjson.dumps({"kind": "sos"}))
+async def _cli(*args: str, data_dir: Path) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        *CLI, "--data-dir", str(data_dir), *args, env=_clean_env(),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0, out.decode()
+    return out.decode()
 
 
 async def test_ingest_process_serves_metrics_and_stops_on_sigterm(
-    stack: EmbeddedStack, tmp_path: Path, device: str
+    pipeline: Pipeline, tmp_path: Path, device: str
 ) -> None:
+    stack = pipeline.stack
     port = free_port()
     run = uuid.uuid4().hex[:8]
     env = _clean_env(
-        CAREWATCH_MQTT_URL=stack.mqtt_url,
+        CAREWATCH_MQTT_URL=stack.mqtt_urls["ingest"],
         CAREWATCH_MQTT_PROTOCOL=stack.mqtt_protocol,
         CAREWATCH_KAFKA_BOOTSTRAP=stack.kafka_bootstrap,
+        CAREWATCH_DATABASE_URL=stack.database_url,
         CAREWATCH_DATA_DIR=str(tmp_path),
         CAREWATCH_METRICS_PORT=str(port),
         CAREWATCH_INGEST_CLIENT_ID=f"proc-{run}",
@@ -77,7 +84,7 @@ async def test_ingest_process_serves_metrics_and_stops_on_sigterm(
         _, body = await _http(health)
         assert orjson.loads(body)["mqtt_connected"] is True
 
-        await _publish_sos(stack.mqtt_url, stack.mqtt_protocol, device)
+        await pipeline.publish(device, {"kind": "sos"})
         metrics = f"http://127.0.0.1:{port}/metrics"
         sample = 'carewatch_ingest_events_total{kind="sos"} 1.0'
         await eventually(lambda: _contains(metrics, sample))
@@ -101,8 +108,9 @@ async def _contains(url: str, text: str) -> bool:
     return text.encode() in (await _http(url))[1]
 
 
-async def test_up_runs_everything_and_stops_it_all(tmp_path: Path, device: str) -> None:
+async def test_up_runs_everything_and_stops_it_all(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
+    device = f"up-{uuid.uuid4().hex[:8]}"
     proc = await asyncio.create_subprocess_exec(
         *CLI, "--data-dir", str(data_dir), "up", "--simulate", "2",
         env=_clean_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
@@ -120,19 +128,20 @@ async def test_up_runs_everything_and_stops_it_all(tmp_path: Path, device: str) 
         children = psutil.Process(proc.pid).children(recursive=True)
         stack = orjson.loads((data_dir / "stack.json").read_bytes())
 
-        await _publish_sos(stack["mqtt_url"], stack["mqtt_protocol"], device)
+        added = await _cli("devices", "add", device, "--format", "native", data_dir=data_dir)
+        secret = re.search(r"mqtt secret: +(\S+)", added)
+        assert secret, added
+        await wait_for_account(stack["mqtt_url"], device, secret[1])
+        url = with_login(stack["mqtt_url"], device, secret[1])
+        async with MqttClient(url=url, client_id=device, protocol=stack["mqtt_protocol"]) as dev:
+            await dev.publish(topic_for(device), orjson.dumps({"kind": "sos"}))
         conn = await asyncpg.connect(stack["database_url"])
         try:
             query = "SELECT count FROM alerts WHERE device_id = $1 AND kind = 'sos'"
             assert await eventually(lambda: conn.fetchval(query, device)) == 1
         finally:
             await conn.close()
-        listed = await asyncio.create_subprocess_exec(
-            *CLI, "--data-dir", str(data_dir), "alerts", "list", "--status", "open", "--json",
-            env=_clean_env(), stdout=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        out, _ = await listed.communicate()
-        assert listed.returncode == 0
+        out = await _cli("alerts", "list", "--status", "open", "--json", data_dir=data_dir)
         mine = [a for a in map(orjson.loads, out.splitlines()) if a["device_id"] == device]
         assert [(a["kind"], a["status"]) for a in mine] == [("sos", "open")]
 

@@ -1,0 +1,180 @@
+"""`carewatch devices ...` and `carewatch residents add`: the registry from the command line.
+
+Every change that affects who may log in to the broker ends by syncing the broker's
+accounts (carewatch.broker_sync), so a new device can publish, and a disabled one cannot,
+without restarting anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+
+from carewatch.broker_sync import sync_broker_auth
+from carewatch.db import DatabaseError, connect_pool
+from carewatch.settings import Settings
+from devices import registry
+from devices.codecs import CODECS
+from devices.errors import RegistryError
+
+__all__ = ["add_parsers"]
+
+
+def add_parsers(sub: Any) -> None:
+    devices = sub.add_parser("devices", help="register, list, disable and import devices")
+    actions = devices.add_subparsers(required=True, metavar="ACTION")
+
+    add = actions.add_parser("add", help="register a device; prints its broker secret once")
+    add.add_argument("device_id")
+    add.add_argument("--format", required=True, choices=sorted(CODECS))
+    add.add_argument("--model", help="device model, e.g. ws101 (picks a payload decoder)")
+    add.add_argument("--resident", type=int, help="resident id (see `residents add`)")
+    add.set_defaults(run=_run(_add))
+
+    listing = actions.add_parser("list", help="list registered devices")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    listing.set_defaults(run=_run(_list))
+
+    for name, status in (("disable", "disabled"), ("enable", "active")):
+        change = actions.add_parser(name, help=f"mark a device {status}")
+        change.add_argument("device_id")
+        change.set_defaults(run=_run(_set_status), status=status)
+
+    rekey = actions.add_parser("rekey", help="issue a new broker secret (prints it once)")
+    rekey.add_argument("device_id")
+    rekey.set_defaults(run=_run(_rekey))
+
+    imp = actions.add_parser("import", help="register devices from CSV (all or nothing)")
+    imp.add_argument(
+        "--csv",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="header: device_id,format[,model][,resident_id]; '-' = stdin",
+    )
+    imp.set_defaults(run=_run(_import))
+
+    residents = sub.add_parser("residents", help="the people devices belong to")
+    r_actions = residents.add_subparsers(required=True, metavar="ACTION")
+    r_add = r_actions.add_parser("add", help="add a resident; prints the resident id")
+    r_add.add_argument("name")
+    r_add.add_argument("--address")
+    r_add.add_argument("--home", metavar="LAT,LON", help="home position, WGS-84 degrees")
+    r_add.add_argument("--timezone", default="Asia/Shanghai")
+    r_add.set_defaults(run=_run(_add_resident))
+
+
+Action = Callable[[asyncpg.Connection, argparse.Namespace, Settings], Awaitable[int]]
+
+
+def _run(action: Action) -> Callable[[argparse.Namespace, Settings], int]:
+    def run(args: argparse.Namespace, settings: Settings) -> int:
+        async def main() -> int:
+            pool = await connect_pool(settings.require_database_url(), min_size=1, max_size=1)
+            try:
+                async with pool.acquire() as conn:
+                    return await action(conn, args, settings)
+            finally:
+                await pool.close()
+
+        try:
+            return asyncio.run(main())
+        except (RegistryError, DatabaseError) as exc:
+            print(f"carewatch: {exc}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+async def _add(conn: asyncpg.Connection, args: argparse.Namespace, settings: Settings) -> int:
+    device, secret = await registry.add_device(
+        conn, device_id=args.device_id, format=args.format, model=args.model,
+        resident_id=args.resident,
+    )  # fmt: skip
+    print(f"registered {device.device_id} ({device.format})")
+    _print_account(device, secret)
+    await _sync(conn, settings)
+    return 0
+
+
+async def _rekey(conn: asyncpg.Connection, args: argparse.Namespace, settings: Settings) -> int:
+    secret = await registry.issue_secret(conn, args.device_id)
+    _print_account(await registry.get_device(conn, args.device_id), secret)
+    await _sync(conn, settings)
+    return 0
+
+
+async def _list(conn: asyncpg.Connection, args: argparse.Namespace, _settings: Settings) -> int:
+    devices = await registry.list_devices(conn)
+    if args.json:
+        for d in devices:
+            sys.stdout.write(orjson.dumps(d, option=orjson.OPT_APPEND_NEWLINE).decode())
+        return 0
+    if not devices:
+        print("no devices")
+        return 0
+    print(f"{'DEVICE':<28} {'FORMAT':<10} {'MODEL':<8} {'RESIDENT':<8} {'STATUS':<9} LAST SEEN")
+    for d in devices:
+        seen = d.last_seen.strftime("%Y-%m-%d %H:%M:%S") if d.last_seen else "never"
+        print(f"{d.device_id:<28} {d.format:<10} {d.model or '-':<8} "
+              f"{d.resident_id or '-':<8} {d.status:<9} {seen}")  # fmt: skip
+    return 0
+
+
+async def _set_status(
+    conn: asyncpg.Connection, args: argparse.Namespace, settings: Settings
+) -> int:
+    device = await registry.set_status(conn, args.device_id, args.status)
+    print(f"{device.device_id} is {device.status}")
+    await _sync(conn, settings)
+    return 0
+
+
+async def _import(conn: asyncpg.Connection, args: argparse.Namespace, settings: Settings) -> int:
+    text = sys.stdin.read() if str(args.csv) == "-" else args.csv.read_text()
+    added = await registry.import_csv(conn, text)
+    for device, secret in added:
+        account = {"device_id": device.device_id, "format": device.format,
+                   "mqtt_username": device.mqtt_username, "secret": secret}  # fmt: skip
+        print(orjson.dumps(account).decode())
+    print(f"imported {len(added)} devices", file=sys.stderr)
+    await _sync(conn, settings)
+    return 0
+
+
+async def _add_resident(
+    conn: asyncpg.Connection, args: argparse.Namespace, _settings: Settings
+) -> int:
+    home = _lat_lon(args.home) if args.home else None
+    resident_id = await registry.add_resident(
+        conn, name=args.name, address=args.address, home=home, timezone=args.timezone
+    )
+    print(resident_id)
+    return 0
+
+
+def _lat_lon(text: str) -> tuple[float, float]:
+    try:
+        lat, lon = (float(part) for part in text.split(","))
+    except ValueError:
+        raise RegistryError(f"--home wants LAT,LON in degrees, not {text!r}") from None
+    return lat, lon
+
+
+def _print_account(device: registry.Device, secret: str | None) -> None:
+    if secret is None:
+        print("no broker account: it reaches carewatch through a gateway or network server")
+        return
+    print(f"mqtt username: {device.mqtt_username}")
+    print(f"mqtt secret:   {secret}   (shown once; `devices rekey` issues a new one)")
+
+
+async def _sync(conn: asyncpg.Connection, settings: Settings) -> None:
+    print(await sync_broker_auth(conn, settings), file=sys.stderr)

@@ -1,0 +1,188 @@
+"""The device and resident registry in PostgreSQL: who is watched, by which devices.
+
+Every device is registered with its format (the codec that decodes it) and, if it logs in
+to the broker itself, an MQTT account: a generated secret, stored only as its hash, shown
+once to whoever registers the device. Ingest refuses devices that are unknown or disabled.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from devices.codecs import CODECS, get_codec
+from devices.credentials import hash_secret, new_secret
+from devices.errors import RegistryError
+
+__all__ = [
+    "Device",
+    "add_device",
+    "add_resident",
+    "get_device",
+    "import_csv",
+    "issue_secret",
+    "list_devices",
+    "set_status",
+]
+
+DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+_COLUMNS = "device_id, format, model, resident_id, status, mqtt_username, last_seen"
+
+
+@dataclass(frozen=True)
+class Device:
+    device_id: str
+    format: str
+    model: str | None
+    resident_id: int | None
+    status: str
+    mqtt_username: str | None
+    last_seen: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
+
+
+async def add_resident(
+    conn: asyncpg.Connection,
+    *,
+    name: str,
+    address: str | None = None,
+    home: tuple[float, float] | None = None,
+    timezone: str = "Asia/Shanghai",
+) -> int:
+    lat, lon = home if home is not None else (None, None)
+    try:
+        resident_id: int = await conn.fetchval(
+            "INSERT INTO residents (name, address, home_lat, home_lon, timezone)"
+            " VALUES ($1, $2, $3, $4, $5) RETURNING resident_id",
+            name, address, lat, lon, timezone,
+        )  # fmt: skip
+    except asyncpg.CheckViolationError as exc:
+        raise RegistryError(f"resident {name!r}: {exc.detail or exc}") from exc
+    return resident_id
+
+
+async def add_device(
+    conn: asyncpg.Connection,
+    *,
+    device_id: str,
+    format: str,
+    model: str | None = None,
+    resident_id: int | None = None,
+) -> tuple[Device, str | None]:
+    """Register a device; returns it and its broker secret (None if it has no account)."""
+    username = _check(device_id, format)
+    secret = new_secret() if username else None
+    try:
+        row = await conn.fetchrow(
+            "INSERT INTO devices (device_id, format, model, resident_id, mqtt_username,"
+            f" secret_hash) VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_COLUMNS}",
+            device_id, format, model, resident_id, username,
+            hash_secret(secret) if secret else None,
+        )  # fmt: skip
+    except asyncpg.UniqueViolationError as exc:
+        raise RegistryError(f"device {device_id!r} (or its MQTT user) already exists") from exc
+    except asyncpg.ForeignKeyViolationError as exc:
+        raise RegistryError(f"device {device_id!r}: no resident {resident_id}") from exc
+    return _device(row), secret
+
+
+async def issue_secret(conn: asyncpg.Connection, device_id: str) -> str:
+    """Replace a device's broker secret (the old one stops working at the next reload)."""
+    device = await get_device(conn, device_id)
+    if device.mqtt_username is None:
+        raise RegistryError(f"device {device_id!r} ({device.format}) has no broker account")
+    secret = new_secret()
+    await conn.execute(
+        "UPDATE devices SET secret_hash = $2, updated_at = now() WHERE device_id = $1",
+        device_id,
+        hash_secret(secret),
+    )
+    return secret
+
+
+async def get_device(conn: asyncpg.Connection, device_id: str) -> Device:
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM devices WHERE device_id = $1", device_id)
+    if row is None:
+        raise RegistryError(f"no device {device_id!r}")
+    return _device(row)
+
+
+async def list_devices(conn: asyncpg.Connection) -> list[Device]:
+    rows = await conn.fetch(f"SELECT {_COLUMNS} FROM devices ORDER BY device_id")
+    return [_device(r) for r in rows]
+
+
+async def set_status(conn: asyncpg.Connection, device_id: str, status: str) -> Device:
+    if status not in ("active", "disabled"):
+        raise RegistryError(f"status must be active or disabled, not {status!r}")
+    row = await conn.fetchrow(
+        f"UPDATE devices SET status = $2, updated_at = now() WHERE device_id = $1"
+        f" RETURNING {_COLUMNS}",
+        device_id,
+        status,
+    )
+    if row is None:
+        raise RegistryError(f"no device {device_id!r}")
+    return _device(row)
+
+
+async def import_csv(conn: asyncpg.Connection, text: str) -> list[tuple[Device, str | None]]:
+    """Register every row of a CSV (header: device_id,format[,model][,resident_id]).
+
+    All or nothing: one bad row rolls the whole file back, and the error names its line.
+    """
+    reader = csv.DictReader(io.StringIO(text))
+    missing = {"device_id", "format"} - set(reader.fieldnames or ())
+    if missing:
+        raise RegistryError(f"CSV header lacks {', '.join(sorted(missing))}")
+    added = []
+    async with conn.transaction():
+        for row in reader:
+            try:
+                added.append(await add_device(conn, **_csv_fields(row)))
+            except RegistryError as exc:
+                raise RegistryError(f"line {reader.line_num}: {exc}") from exc
+    return added
+
+
+def _csv_fields(row: dict[str, Any]) -> dict[str, Any]:
+    resident = (row.get("resident_id") or "").strip()
+    if resident and not resident.isdigit():
+        raise RegistryError(f"resident_id must be a number, not {resident!r}")
+    return {
+        "device_id": (row["device_id"] or "").strip(),
+        "format": (row["format"] or "").strip(),
+        "model": (row.get("model") or "").strip() or None,
+        "resident_id": int(resident) if resident else None,
+    }
+
+
+def _check(device_id: str, format: str) -> str | None:
+    """Validate id and format; the device's MQTT username, if it logs in itself."""
+    if format not in CODECS:
+        raise RegistryError(f"unknown format {format!r}; known: {', '.join(sorted(CODECS))}")
+    if not DEVICE_ID.fullmatch(device_id):
+        raise RegistryError(
+            f"device id {device_id!r}: 1-64 of letters, digits, '.', '_', ':', '-',"
+            " starting with a letter or digit"
+        )
+    codec = get_codec(format)
+    if codec.broker_account is None:
+        return None
+    username, topics = codec.broker_account(device_id)
+    if codec.device_from_topic(topics[0]) != device_id:
+        raise RegistryError(f"device id {device_id!r} does not fit the {format} topics")
+    return username
+
+
+def _device(row: asyncpg.Record) -> Device:
+    return Device(**dict(row))

@@ -1,0 +1,91 @@
+"""The locked-down edge: accounts and ACLs at the broker, the registry and limits at ingest."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+
+from carewatch.mqtt import MqttClient, MqttError, with_login
+from devices.codecs.native import topic_for
+from devices.registry import set_status
+from tests.integration.conftest import Pipeline
+
+pytestmark = pytest.mark.integration
+
+
+async def test_the_broker_refuses_a_device_writing_on_anothers_topic(
+    pipeline: Pipeline, device: str
+) -> None:
+    other = await pipeline.register()
+    client = await pipeline.client(device)
+    with pytest.raises(MqttError, match="refused"):
+        await client.publish(topic_for(other), orjson.dumps({"kind": "sos"}))
+    await pipeline.settle(other)
+    assert [a["kind"] for a in await pipeline.alerts(other)] == ["fall"]
+
+
+async def test_the_broker_refuses_a_wrong_secret(pipeline: Pipeline, device: str) -> None:
+    client = MqttClient(
+        url=with_login(pipeline.stack.mqtt_url, device, "not-the-secret"),
+        client_id=f"{device}-impostor",
+        protocol=pipeline.stack.mqtt_protocol,
+    )
+    with pytest.raises(MqttError):
+        await client.start(timeout=5)
+
+
+async def test_a_disabled_device_is_refused_by_ingest(pipeline: Pipeline, device: str) -> None:
+    async with pipeline.db.acquire() as conn:
+        await set_status(conn, device, "disabled")
+    await pipeline.ingest_sees(device, "disabled")
+    # The broker still admits it until its accounts are synced: ingest must refuse it too.
+    await pipeline.publish(device, {"kind": "heartbeat"})
+    (record,) = await pipeline.wait_dlq(device)
+    assert record["reason"] == "device_disabled"
+
+
+async def test_an_unregistered_device_is_refused_by_ingest(pipeline: Pipeline, device: str) -> None:
+    await pipeline.client(device)  # connected while it still had an account
+    await pipeline.db.execute("DELETE FROM devices WHERE device_id = $1", device)
+    await pipeline.ingest_sees(device, None)
+    await pipeline.publish(device, {"kind": "sos"})
+    (record,) = await pipeline.wait_dlq(device)
+    assert record["reason"] == "unknown_device"
+    assert await pipeline.alerts(device) == []
+
+
+async def test_over_the_rate_only_alarms_get_through(pipeline: Pipeline, device: str) -> None:
+    burst = [{"kind": "heartbeat", "msg_id": str(i)} for i in range(80)]
+    for item in burst:
+        await pipeline.publish(device, item)
+    await pipeline.publish(device, [{"kind": "battery", "battery_pct": 50}, {"kind": "sos"}])
+    await pipeline.wait_alert(device, "sos")
+    records = await pipeline.wait_dlq(device)
+    assert {r["reason"] for r in records} == {"rate_limited"}
+    kinds = [e["kind"] for e in await pipeline.events(device)]
+    assert "sos" in kinds and "battery" not in kinds
+
+
+async def test_a_future_timestamp_is_refused_except_for_alarms(
+    pipeline: Pipeline, device: str
+) -> None:
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    await pipeline.publish(device, {"kind": "heartbeat", "ts": tomorrow})
+    await pipeline.publish(device, {"kind": "sos", "ts": tomorrow})
+    (record,) = await pipeline.wait_dlq(device)
+    assert record["reason"] == "timestamp_in_future"
+    alert = await pipeline.wait_alert(device, "sos")
+    (sos,) = await pipeline.wait_events(device, 1)
+    body = orjson.loads(sos["body"])
+    assert sos["ts"] <= sos["received_at"] + timedelta(seconds=1)
+    assert datetime.fromisoformat(body["device_ts"]) > datetime.now(UTC)
+    assert alert["first_ts"] == sos["ts"]
+
+
+async def test_last_seen_is_kept_in_the_registry(pipeline: Pipeline, device: str) -> None:
+    await pipeline.publish(device, {"kind": "heartbeat"})
+    await pipeline.wait_events(device, 1)
+    seen = await pipeline.db.fetchval("SELECT last_seen FROM devices WHERE device_id = $1", device)
+    assert seen is not None
