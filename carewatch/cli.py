@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from carewatch import registry_cli
+from carewatch import decode_cli, registry_cli
 from carewatch.settings import ConfigError, Settings
 
 __all__ = ["main"]
@@ -32,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `carewatch devices list | head`
+        sys.stdout = open(os.devnull, "w")
+        return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -83,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("migrate", help="apply database migrations").set_defaults(run=_migrate)
     registry_cli.add_parsers(sub)
+    decode_cli.add_parser(sub)
     return parser
 
 

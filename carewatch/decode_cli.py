@@ -1,0 +1,68 @@
+"""`carewatch decode`: what carewatch makes of a payload, for vendors checking theirs.
+
+Runs exactly the codec ingest runs, offline: no broker, no database, no registry.
+Prints each canonical event as a JSON line; each rejection as `reason: detail` on stderr.
+Exit status 0 if everything decoded, 2 if anything was rejected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from carewatch.settings import Settings
+from devices.codecs import CODECS, Message, get_codec
+from devices.errors import DecodeError
+from devices.events import event_to_json
+
+__all__ = ["add_parser"]
+
+_NATIVE_DEFAULT_TOPIC = "carewatch/v1/devices/device-1/up"
+
+
+def add_parser(sub: Any) -> None:
+    parser = sub.add_parser(
+        "decode",
+        help="decode one payload offline and print the canonical events",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--format", required=True, choices=sorted(CODECS))
+    parser.add_argument(
+        "--topic",
+        help="the MQTT topic it would arrive on (names the device); "
+        f"required except for native, where it defaults to {_NATIVE_DEFAULT_TOPIC}",
+    )
+    parser.add_argument("--model", help="device model as the registry would give it, e.g. ws101")
+    parser.add_argument("file", nargs="?", default="-", help="payload file; '-' = stdin")
+    parser.set_defaults(run=_decode)
+
+
+def _decode(args: argparse.Namespace, _settings: Settings) -> int:
+    codec = get_codec(args.format)
+    topic = args.topic or (_NATIVE_DEFAULT_TOPIC if codec.name == "native" else None)
+    if topic is None:
+        return _fail(f"--topic is required for {codec.name}: its payload names the device")
+    device_id = codec.device_from_topic(topic)
+    if device_id is None:
+        return _fail(f"unroutable_topic: {topic!r} is not a {codec.name} topic")
+    payload = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    message = Message(payload, topic, device_id, datetime.now(UTC), args.model)
+    try:
+        decoded = codec.decode(message)
+    except DecodeError as err:
+        return _fail(f"{err.reason}: {err.detail}")
+    for event in decoded.events:
+        sys.stdout.write(event_to_json(event).decode() + "\n")
+    for reject in decoded.rejects:
+        where = f" (element {reject.index})" if reject.index is not None else ""
+        print(f"{reject.reason}: {reject.detail}{where}", file=sys.stderr)
+    return 2 if decoded.rejects else 0
+
+
+def _fail(line: str) -> int:
+    print(line, file=sys.stderr)
+    return 2

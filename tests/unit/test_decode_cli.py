@@ -1,0 +1,45 @@
+"""`carewatch decode`: events on stdout and exit 0, or the reason on stderr and exit 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from carewatch.cli import main
+
+
+def _run(capsys: pytest.CaptureFixture[str], tmp_path: Path, payload: bytes, *args: str):  # type: ignore[no-untyped-def]
+    path = tmp_path / "payload"
+    path.write_bytes(payload)
+    code = main(["decode", *args, str(path)])
+    out, err = capsys.readouterr()
+    return code, [orjson.loads(line) for line in out.splitlines()], err
+
+
+def test_events_print_as_json_lines(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    payload = b'[{"kind": "sos"}, {"kind": "battery", "battery_pct": 40}]'
+    code, events, err = _run(capsys, tmp_path, payload, "--format", "native")
+    assert code == 0 and err == ""
+    assert [e["kind"] for e in events] == ["sos", "battery"]
+    assert events[0]["device_id"] == "device-1"
+
+
+def test_a_rejection_prints_its_reason_and_exits_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, events, err = _run(capsys, tmp_path, b"{nope", "--format", "native")
+    assert code == 2 and events == []
+    assert err.startswith("invalid_json: ") and len(err.splitlines()) == 1
+
+
+def test_the_topic_names_the_device(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    topic = "owntracks/alice/phone"
+    payload = b'{"_type": "location", "lat": 31.2, "lon": 121.5, "tst": 1763798400}'
+    code, events, _ = _run(capsys, tmp_path, payload, "--format", "owntracks", "--topic", topic)
+    assert code == 0 and events[0]["device_id"] == "alice:phone"
+    code, _, err = _run(capsys, tmp_path, payload, "--format", "owntracks")
+    assert code == 2 and "--topic is required" in err
+    code, _, err = _run(capsys, tmp_path, payload, "--format", "owntracks", "--topic", "x/y")
+    assert code == 2 and err.startswith("unroutable_topic")
