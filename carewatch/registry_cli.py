@@ -21,6 +21,7 @@ from carewatch.broker_sync import sync_broker_auth
 from carewatch.db import DatabaseError, connect_pool
 from carewatch.settings import Settings
 from devices import registry
+from devices.broker_auth import ROLE_TOPICS, ensure_service_user
 from devices.codecs import CODECS
 from devices.errors import RegistryError
 
@@ -60,6 +61,15 @@ def add_parsers(sub: Any) -> None:
         help="header: device_id,format[,model][,resident_id]; '-' = stdin",
     )
     imp.set_defaults(run=_run(_import))
+
+    users = sub.add_parser("mqtt-user", help="broker accounts for services and integrations")
+    u_actions = users.add_subparsers(required=True, metavar="ACTION")
+    u_add = u_actions.add_parser(
+        "add", help="create or re-key a service account; prints its secret once"
+    )
+    u_add.add_argument("username")
+    u_add.add_argument("--role", required=True, choices=sorted(ROLE_TOPICS))
+    u_add.set_defaults(run=_run(_add_service_user))
 
     residents = sub.add_parser("residents", help="the people devices belong to")
     r_actions = residents.add_subparsers(required=True, metavar="ACTION")
@@ -145,6 +155,17 @@ async def _import(conn: asyncpg.Connection, args: argparse.Namespace, settings: 
                    "mqtt_username": device.mqtt_username, "secret": secret}  # fmt: skip
         print(orjson.dumps(account).decode())
     print(f"imported {len(added)} devices", file=sys.stderr)
+    await _sync(conn, settings)
+    return 0
+
+
+async def _add_service_user(
+    conn: asyncpg.Connection, args: argparse.Namespace, settings: Settings
+) -> int:
+    secret = await ensure_service_user(conn, args.username, args.role)
+    topics = ", ".join(f"{access} {topic}" for access, topic in ROLE_TOPICS[args.role])
+    print(f"mqtt username: {args.username}   ({args.role}: {topics})")
+    print(f"mqtt secret:   {secret}   (shown once; run again to re-key)")
     await _sync(conn, settings)
     return 0
 

@@ -30,6 +30,7 @@ from carewatch.embedded import EmbeddedStack
 from carewatch.kafka import DLQ_TOPIC, make_producer
 from carewatch.mqtt import MqttClient, with_login
 from carewatch.settings import Settings
+from devices.broker_auth import ensure_service_user
 from devices.codecs.native import topic_for
 from devices.registry import add_device
 from ingest.pipeline import Ingest
@@ -72,18 +73,33 @@ class Pipeline:
     ingest: Ingest
     dlq: list[dict[str, Any]] = field(default_factory=list)
     clients: dict[str, MqttClient] = field(default_factory=dict)
-    secrets: dict[str, str] = field(default_factory=dict)
+    logins: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (user, secret)
 
-    async def register(self, device_id: str | None = None, **fields: Any) -> str:
-        """Register a native device and wait until the broker admits its account."""
+    async def register(
+        self, device_id: str | None = None, *, format: str = "native", **fields: Any
+    ) -> str:
+        """Register a device; if it logs in itself, wait until the broker admits it."""
         device_id = device_id or f"t-{uuid.uuid4().hex[:12]}"
         async with self.db.acquire() as conn:
-            _, secret = await add_device(conn, device_id=device_id, format="native", **fields)
+            device, secret = await add_device(conn, device_id=device_id, format=format, **fields)
             await sync_broker_auth(conn, self.stack.settings)
-        assert secret is not None
-        self.secrets[device_id] = secret
-        await wait_for_account(self.stack.mqtt_url, device_id, secret)
+        if device.mqtt_username is not None and secret is not None:
+            self.logins[device_id] = (device.mqtt_username, secret)
+            await wait_for_account(self.stack.mqtt_url, device.mqtt_username, secret)
         return device_id
+
+    async def service_account(self, role: str) -> str:
+        """A client id whose connection logs in with a new service account of `role`."""
+        username = f"test-{role}-{uuid.uuid4().hex[:8]}"
+        async with self.db.acquire() as conn:
+            secret = await ensure_service_user(conn, username, role)
+            await sync_broker_auth(conn, self.stack.settings)
+        await wait_for_account(self.stack.mqtt_url, username, secret)
+        self.logins[username] = (username, secret)
+        return username
+
+    async def publish_as(self, login: str, topic: str, payload: bytes) -> None:
+        await (await self.client(login)).publish(topic, payload)
 
     async def ingest_sees(self, device_id: str, status: str | None) -> None:
         """Wait until ingest's copy of the registry has caught up (it follows NOTIFY)."""
@@ -98,7 +114,7 @@ class Pipeline:
         """The device's own connection, logged in with its own account."""
         if device_id not in self.clients:
             client = MqttClient(
-                url=with_login(self.stack.mqtt_url, device_id, self.secrets[device_id]),
+                url=with_login(self.stack.mqtt_url, *self.logins[device_id]),
                 client_id=device_id,
                 protocol=self.stack.mqtt_protocol,
             )
