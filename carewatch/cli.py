@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
         ("ingest", "MQTT -> Kafka ingest process"),
         ("rules", "rules worker: events -> alerts"),
         ("telemetry", "telemetry worker: events -> PostgreSQL"),
+        ("watch-gateway", "TCP gateway for 3G/4G watches -> MQTT (port CAREWATCH_GATEWAY_PORT)"),
     ):
         sub.add_parser(name, help=helptext).set_defaults(run=_service(name))
 
@@ -99,7 +100,8 @@ def _service(name: str) -> Command:
         from carewatch import processes
         from carewatch.service import run_service
 
-        return run_service(name, settings, getattr(processes, f"build_{name}"))
+        build = getattr(processes, f"build_{name.replace('-', '_')}")
+        return run_service(name, settings, build)
 
     return run
 

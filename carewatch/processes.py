@@ -6,6 +6,7 @@ first, then in-flight work drains, then producers flush, then the database pool 
 
 from __future__ import annotations
 
+import socket
 from contextlib import AsyncExitStack
 
 from alerts.consumer import BatchConsumer
@@ -13,11 +14,14 @@ from alerts.rules_worker import RulesWorker
 from alerts.telemetry import TelemetryWriter, prepare_connection
 from carewatch.db import connect_pool
 from carewatch.kafka import make_producer
+from carewatch.mqtt import MqttClient
 from carewatch.service import Running
 from carewatch.settings import Settings
+from ingest import gateway_metrics  # noqa: F401 - registers the gateway's metrics
 from ingest.pipeline import Ingest
+from ingest.watch_gateway import WatchGateway
 
-__all__ = ["build_ingest", "build_rules", "build_telemetry"]
+__all__ = ["build_ingest", "build_rules", "build_telemetry", "build_watch_gateway"]
 
 
 async def build_ingest(settings: Settings, stack: AsyncExitStack) -> Running:
@@ -70,3 +74,23 @@ async def build_telemetry(settings: Settings, stack: AsyncExitStack) -> Running:
     )
     await stack.enter_async_context(consumer)
     return Running(health=consumer.health, watch=[consumer.done])
+
+
+async def build_watch_gateway(settings: Settings, stack: AsyncExitStack) -> Running:
+    # The MQTT client enters first, so it stops last: the gateway drains its publishes
+    # (and replies to the watches) before the connection goes.
+    mqtt = MqttClient(
+        url=settings.require_mqtt_url("gateway"),
+        client_id=f"carewatch-gateway-{socket.gethostname()}-{settings.gateway_port}",
+        protocol=settings.mqtt_protocol,
+    )
+    await stack.enter_async_context(mqtt)
+    gateway = WatchGateway(
+        mqtt=mqtt,
+        host=settings.gateway_host,
+        port=settings.gateway_port,
+        idle_timeout=settings.gateway_idle_timeout_s,
+        max_frame_bytes=settings.max_payload_bytes,
+    )
+    await stack.enter_async_context(gateway)
+    return Running(health=gateway.health)

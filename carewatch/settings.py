@@ -53,6 +53,11 @@ class Settings(BaseSettings):
         300.0, ge=0, description="events dated further ahead of arrival are refused"
     )
     events_partitions: int = Field(12, ge=1)
+    gateway_host: str = Field("0.0.0.0", description="where the watch gateway listens")
+    gateway_port: int = Field(5093, ge=0, le=65535, description="the watch gateway's TCP port")
+    gateway_idle_timeout_s: float = Field(
+        600.0, gt=0, description="a watch silent this long is disconnected"
+    )
     rules_group: str = "carewatch-rules"
     telemetry_group: str = "carewatch-telemetry"
     batch_max_records: int = Field(5000, ge=1)

@@ -22,7 +22,7 @@ from pathlib import Path
 import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 
-from carewatch.embedded.process import ChildProcess, EmbeddedError, free_port
+from carewatch.embedded.process import ChildProcess, EmbeddedError, free_port, port_open
 from carewatch.embedded.stack import EmbeddedStack
 from carewatch.logs import setup_logging
 from carewatch.settings import Settings
@@ -31,8 +31,11 @@ __all__ = ["run_up"]
 
 log = logging.getLogger(__name__)
 
-# Consumers first, so ingest never writes into a topic nobody reads yet.
-SERVICES = ("telemetry", "rules", "ingest")
+# Consumers first, so ingest never writes into a topic nobody reads yet; the gateway last,
+# so a watch's frame always has an ingest to reach.
+SERVICES = ("telemetry", "rules", "ingest", "watch-gateway")
+# The broker account each service logs in with (embedded broker).
+_ROLES = {"ingest": "ingest", "watch-gateway": "gateway"}
 
 
 def run_up(settings: Settings, *, simulate: int = 0) -> int:
@@ -55,10 +58,13 @@ async def _up(settings: Settings, simulate: int) -> int:
         logs = settings.data_dir.resolve() / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         children: dict[str, tuple[ChildProcess, int]] = {}
+        env["CAREWATCH_GATEWAY_PORT"] = str(await _gateway_port(settings.gateway_port))
         for name in SERVICES:
             # Each service logs in to the broker with its role's account.
-            role_env = {**env, "CAREWATCH_MQTT_URL": stack.mqtt_urls.get(name, stack.mqtt_url)}
-            children[name] = await _start_service(exits, name, role_env, logs)
+            url = stack.mqtt_urls.get(_ROLES.get(name, ""), stack.mqtt_url)
+            children[name] = await _start_service(
+                exits, name, {**env, "CAREWATCH_MQTT_URL": url}, logs
+            )
         if simulate:
             argv = ["simulate", "--devices", str(simulate)]
             fleet = ChildProcess(
@@ -66,7 +72,7 @@ async def _up(settings: Settings, simulate: int) -> int:
             )
             await exits.enter_async_context(fleet)
             children["simulate"] = (fleet, 0)
-        _print_table(stack, children, logs)
+        _print_table(stack, children, logs, int(env["CAREWATCH_GATEWAY_PORT"]))
         status = await _watch(stop, stack.database_url, children)
         print("\nstopping…", flush=True)
     print("stopped.")
@@ -115,6 +121,15 @@ async def _start_service(
     return child, port
 
 
+async def _gateway_port(wanted: int) -> int:
+    """The configured watch port, or any free one if something else holds it."""
+    if wanted and not await port_open("127.0.0.1", wanted):
+        return wanted
+    port = free_port()
+    log.warning("port %d is taken; the watch gateway listens on %d instead", wanted, port)
+    return port
+
+
 def _healthy(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
@@ -124,14 +139,18 @@ def _healthy(port: int) -> bool:
 
 
 def _print_table(
-    stack: EmbeddedStack, children: dict[str, tuple[ChildProcess, int]], logs: Path
+    stack: EmbeddedStack,
+    children: dict[str, tuple[ChildProcess, int]],
+    logs: Path,
+    gateway_port: int,
 ) -> None:
     print("carewatch is up:")
     for service, where in stack.describe():
-        print(f"  {service:<10} {where}")
+        print(f"  {service:<13} {where}")
     for name, (_child, port) in children.items():
         metrics = f"metrics http://127.0.0.1:{port}/metrics" if port else "simulated devices"
-        print(f"  {name:<10} {metrics}   log {logs / (name + '.log')}")
+        print(f"  {name:<13} {metrics}   log {logs / (name + '.log')}")
+    print(f"  watches connect over TCP to port {gateway_port}")
     print("see alerts: carewatch alerts list --status open      stop: Ctrl-C", flush=True)
 
 

@@ -49,9 +49,10 @@ class Codec:
 
 
 def _registry() -> dict[str, Codec]:
-    from devices.codecs import chirpstack, native, owntracks, ttn
+    from devices.codecs import chirpstack, native, owntracks, ttn, watch
 
-    return {c.name: c for c in (native.CODEC, owntracks.CODEC, ttn.CODEC, chirpstack.CODEC)}
+    codecs = (native.CODEC, owntracks.CODEC, ttn.CODEC, chirpstack.CODEC, watch.CODEC)
+    return {c.name: c for c in codecs}
 
 
 CODECS: dict[str, Codec] = _registry()

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
 import pytest
 
-from carewatch.mqtt import MqttError
+from carewatch.embedded import free_port
+from carewatch.mqtt import MqttClient, MqttError
+from devices.codecs.watch_frames import FrameSplitter
+from ingest.watch_gateway import WatchGateway
 from simulators import lorawan, owntracks
+from simulators.watch import WatchEncoder
 from tests.integration.conftest import Pipeline
 
 pytestmark = pytest.mark.integration
@@ -56,3 +61,32 @@ async def test_a_network_server_cannot_publish_as_a_device(pipeline: Pipeline) -
     network = await pipeline.service_account("lorawan")
     with pytest.raises(MqttError, match="refused"):
         await pipeline.publish_as(network, "carewatch/v1/devices/someone/up", b'{"kind":"sos"}')
+
+
+async def test_a_watch_over_tcp_reaches_stored_telemetry_and_alerts(pipeline: Pipeline) -> None:
+    device = await pipeline.register(str(uuid.uuid4().int)[:10], format="watch")
+    gateway_mqtt = MqttClient(
+        url=pipeline.stack.mqtt_urls["gateway"],
+        client_id=f"test-gw-{uuid.uuid4().hex[:8]}",
+        protocol=pipeline.stack.mqtt_protocol,
+    )
+    encoder = WatchEncoder(device)
+    now = datetime.now(UTC).replace(microsecond=0)
+    async with (
+        gateway_mqtt,
+        WatchGateway(mqtt=gateway_mqtt, host="127.0.0.1", port=free_port()) as gateway,
+    ):
+        reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+        writer.write(encoder.link(steps=1200, battery=76) + encoder.alarm(now, sos=True))
+        await writer.drain()
+        splitter, replies = FrameSplitter(), []
+        while len(replies) < 2:  # LK and AL answered, each only after its publish
+            data = await asyncio.wait_for(reader.read(1024), 20)
+            assert data, f"gateway hung up after {replies}"
+            replies += splitter.feed(data)
+        writer.close()
+
+    alert = await pipeline.wait_alert(device, "sos")
+    assert alert["lat"] is None  # no GPS fix in the alarm frame: alerts all the same
+    kinds = {e["kind"] for e in await pipeline.wait_events(device, 3)}
+    assert {"heartbeat", "battery", "sos"} <= kinds

@@ -123,7 +123,8 @@ async def test_up_runs_everything_and_stops_it_all(tmp_path: Path) -> None:
             assert line, "carewatch up exited:\n" + "".join(output)
             output.append(line.decode())
         table = "".join(output)
-        for name in ("postgres", "kafka", "mqtt", "telemetry", "rules", "ingest", "simulate"):
+        services = ("postgres", "kafka", "mqtt", "telemetry", "rules", "ingest", "watch-gateway")
+        for name in (*services, "simulate"):
             assert f"  {name} " in table, table
         children = psutil.Process(proc.pid).children(recursive=True)
         stack = orjson.loads((data_dir / "stack.json").read_bytes())
