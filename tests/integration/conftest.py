@@ -111,15 +111,18 @@ class Pipeline:
         await eventually(probe)
 
     async def client(self, device_id: str) -> MqttClient:
-        """The device's own connection, logged in with its own account."""
+        """The device's own connection, logged in with its own account (one per device:
+        a second connection with the same client id would push the first off)."""
         if device_id not in self.clients:
             client = MqttClient(
                 url=with_login(self.stack.mqtt_url, *self.logins[device_id]),
                 client_id=device_id,
                 protocol=self.stack.mqtt_protocol,
             )
-            await client.start()
             self.clients[device_id] = client
+            await client.start()
+        else:
+            await self.clients[device_id].wait_connected()
         return self.clients[device_id]
 
     async def publish(self, device_id: str, payload: bytes | object) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -57,9 +58,9 @@ async def test_an_unregistered_device_is_refused_by_ingest(pipeline: Pipeline, d
 
 
 async def test_over_the_rate_only_alarms_get_through(pipeline: Pipeline, device: str) -> None:
-    burst = [{"kind": "heartbeat", "msg_id": str(i)} for i in range(80)]
-    for item in burst:
-        await pipeline.publish(device, item)
+    # All at once (in flight together), so the bucket cannot refill meanwhile.
+    burst = [{"kind": "heartbeat", "msg_id": str(i)} for i in range(100)]
+    await asyncio.gather(*(pipeline.publish(device, item) for item in burst))
     await pipeline.publish(device, [{"kind": "battery", "battery_pct": 50}, {"kind": "sos"}])
     await pipeline.wait_alert(device, "sos")
     records = await pipeline.wait_dlq(device)
