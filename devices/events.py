@@ -84,7 +84,7 @@ class LocationEvent(_Base):
     speed_kmh: Annotated[float, Field(ge=0)] | None = None
     course_deg: Annotated[float, Field(ge=0, le=360)] | None = None
     altitude_m: float | None = None
-    satellites: Annotated[int, Field(ge=0)] | None = None
+    satellites: Annotated[int, Field(ge=0, le=1000)] | None = None
 
 
 _VITALS = (
@@ -114,7 +114,8 @@ class VitalsEvent(_Base):
 
 class ActivityEvent(_Base):
     kind: Literal["activity"]
-    steps: Annotated[int, Field(ge=0)] | None = None
+    # Bounded: ids are hashed from the JSON form, which holds 64-bit integers at most.
+    steps: Annotated[int, Field(ge=0, le=10**9)] | None = None
     motion: bool | None = None
 
     @model_validator(mode="after")

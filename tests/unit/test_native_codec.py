@@ -75,6 +75,8 @@ def test_a_batch_keeps_its_valid_elements_when_one_is_bad() -> None:
         ({"kind": {"sos": 1}}, Reason.UNKNOWN_KIND),
         ({"kind": "battery"}, Reason.MISSING_FIELD),
         ({"kind": "battery", "battery_pct": 101}, Reason.INVALID_FIELD),
+        ({"kind": "activity", "steps": 10**10}, Reason.INVALID_FIELD),
+        (b'{"kind": "activity", "steps": 1' + b"0" * 30 + b"}", Reason.INVALID_FIELD),
         ({"kind": "battery", "battery_pct": 50, "colour": "red"}, Reason.UNKNOWN_FIELD),
         ({"kind": "sos", "event_id": "x"}, Reason.UNKNOWN_FIELD),
         ({"kind": "sos", "ts": "yesterday"}, Reason.INVALID_TIMESTAMP),
