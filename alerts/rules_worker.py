@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from alerts import metrics
-from alerts.rules import RULES, Decision, Rule
+from alerts.rules import RULES, Context, Decision, Rule
 from alerts.store import apply_decisions
 from carewatch.kafka import ALERTS_TOPIC
 from devices.events import Event
@@ -70,12 +70,12 @@ class RulesWorker:
         await self._publish(changes)
 
     def _evaluate(self, events: list[Event]) -> list[Decision]:
-        now = self._clock()
+        ctx = Context(now=self._clock())
         decisions: list[Decision] = []
         for event in events:
             device_state = self._state[event.device_id]
             for rule in self._rules:
-                decisions += rule.evaluate(event, device_state.setdefault(rule.name, {}), now)
+                decisions += rule.evaluate(event, device_state.setdefault(rule.name, {}), ctx)
         return decisions
 
     async def _publish(self, changes: list[dict[str, Any]]) -> None:

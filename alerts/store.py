@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from alerts.rules import Decision, RaiseAlert
+from alerts.rules import Decision, RaiseAlert, ResolveAlert
 
 __all__ = ["ALERT_COLUMNS", "apply_decisions", "list_alerts"]
 
@@ -48,6 +48,8 @@ async def apply_decisions(
     changes = []
     async with conn.transaction():
         for decision in decisions:
+            if isinstance(decision, ResolveAlert):
+                continue  # the alert lifecycle (resolution) comes with issue 4's store
             change = await _raise(conn, decision)
             if change is not None:
                 changes.append(change)
@@ -55,16 +57,15 @@ async def apply_decisions(
 
 
 async def _raise(conn: asyncpg.Connection, d: RaiseAlert) -> dict[str, Any] | None:
-    event = d.event
-    if await conn.fetchval(_SEEN, event.event_id, d.kind):
+    if await conn.fetchval(_SEEN, d.key, d.kind):
         return None
     row = await conn.fetchrow(
-        _UPSERT, d.kind, event.device_id, d.severity, event.ts, d.lat, d.lon, d.summary
+        _UPSERT, d.kind, d.device_id, d.severity, d.ts, d.lat, d.lon, d.summary
     )
-    await conn.execute(_LINK, event.event_id, d.kind, row["alert_id"], event.ts)
+    await conn.execute(_LINK, d.key, d.kind, row["alert_id"], d.ts)
     alert = dict(row)
     alert["change"] = "opened" if alert.pop("inserted") else "repeated"
-    alert["event_id"] = event.event_id
+    alert["event_id"] = d.key
     return alert
 
 

@@ -7,16 +7,15 @@ once (by event id) and folds repeats into the open alert.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from alerts.rules import Decision, RaiseAlert, Rule
+from alerts.rules import Context, Decision, RaiseAlert, Rule
 from devices.events import Event, FallEvent, SosEvent
 
 __all__ = ["RULE", "evaluate"]
 
 
-def evaluate(event: Event, state: dict[str, Any], now: datetime) -> list[Decision]:
+def evaluate(event: Event, state: dict[str, Any], ctx: Context) -> list[Decision]:
     if isinstance(event, SosEvent):
         return [_raise(event, "sos", "SOS button pressed")]
     if isinstance(event, FallEvent) and not event.cancelled:
@@ -27,14 +26,7 @@ def evaluate(event: Event, state: dict[str, Any], now: datetime) -> list[Decisio
 
 def _raise(event: SosEvent | FallEvent, kind: str, summary: str) -> RaiseAlert:
     where = f" at {event.lat:.5f},{event.lon:.5f}" if event.lat is not None else " (no position)"
-    return RaiseAlert(
-        kind=kind,
-        severity="critical",
-        event=event,
-        summary=summary + where,
-        lat=event.lat,
-        lon=event.lon,
-    )
+    return RaiseAlert.for_event(event, kind, "critical", summary + where, event.lat, event.lon)
 
 
 RULE = Rule(name="alarms", evaluate=evaluate)
