@@ -13,9 +13,10 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from pydantic import ValidationError
 
@@ -23,11 +24,32 @@ from alerts import metrics
 from carewatch.kafka import EVENTS_TOPIC, make_consumer
 from devices.events import Event, event_from_json
 
-__all__ = ["BatchConsumer", "Handler"]
+__all__ = ["Batch", "BatchConsumer", "Handler", "Positions"]
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[list[Event]], Awaitable[None]]
+
+@dataclass(frozen=True)
+class Batch:
+    """Decoded events, with where they came from: `partitions[i]` is events[i]'s partition,
+    `offsets` the next offset to read per partition once this batch is done."""
+
+    events: list[Event]
+    partitions: list[int]
+    offsets: dict[int, int]
+
+
+Handler = Callable[[Batch], Awaitable[None]]
+
+
+class Positions(Protocol):
+    """Where a handler keeps its own record of consumed offsets (e.g. in PostgreSQL, in the
+    same transaction as its effects). On assignment the consumer resumes from there, so a
+    handler whose state is stored with its offsets sees every record exactly once."""
+
+    async def assigned(self, partitions: set[int]) -> dict[int, int]: ...
+
+    async def revoked(self, partitions: set[int]) -> None: ...
 
 
 class BatchConsumer:
@@ -40,6 +62,7 @@ class BatchConsumer:
         handler: Handler,
         max_records: int = 5000,
         topic: str = EVENTS_TOPIC,
+        positions: Positions | None = None,
     ) -> None:
         self._name = name
         self._bootstrap = bootstrap
@@ -47,6 +70,7 @@ class BatchConsumer:
         self._topic = topic
         self._handler = handler
         self._max_records = max_records
+        self._positions = positions
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -59,8 +83,9 @@ class BatchConsumer:
         return self._task
 
     async def start(self) -> None:
-        self._consumer = make_consumer(self._bootstrap, self._topic, group_id=self._group_id)
+        self._consumer = make_consumer(self._bootstrap, group_id=self._group_id)
         await self._consumer.start()
+        self._consumer.subscribe([self._topic], listener=_Rebalance(self))
         self._task = asyncio.create_task(self._run(), name=f"{self._name}-consume")
         self._task.add_done_callback(self._loop_done)
         log.info("consuming", extra={"worker": self._name, "group": self._group_id})
@@ -96,14 +121,16 @@ class BatchConsumer:
             if not batch:
                 continue
             records = [r for part in batch.values() for r in part]
-            if await self._handle(self._decode(records)):
+            offsets = {tp.partition: part[-1].offset + 1 for tp, part in batch.items()}
+            if await self._handle(self._decode(records, offsets)):
                 await self._commit(batch)
 
-    def _decode(self, records: list[ConsumerRecord]) -> list[Event]:
-        events = []
+    def _decode(self, records: list[ConsumerRecord], offsets: dict[int, int]) -> Batch:
+        events, partitions = [], []
         for record in records:
             try:
                 events.append(event_from_json(record.value))
+                partitions.append(record.partition)
             except ValidationError as exc:
                 # Only ingest writes this topic; a bad record is a bug elsewhere. Skip it
                 # loudly rather than block the partition behind it.
@@ -118,15 +145,15 @@ class BatchConsumer:
                     },
                 )
         metrics.CONSUMED.labels(self._name).inc(len(records))
-        return events
+        return Batch(events, partitions, offsets)
 
-    async def _handle(self, events: list[Event]) -> bool:
+    async def _handle(self, batch: Batch) -> bool:
         """Run the handler until it succeeds (True) or we are told to stop (False)."""
         cap = 0.2
         while True:
             started = time.perf_counter()
             try:
-                await self._handler(events)
+                await self._handler(batch)
             except Exception:
                 metrics.BATCH_RETRIES.labels(self._name).inc()
                 log.exception("batch failed; retrying", extra={"worker": self._name})
@@ -136,7 +163,7 @@ class BatchConsumer:
                 cap = min(cap * 2, 10.0)
                 continue
             metrics.BATCH_SECONDS.labels(self._name).observe(time.perf_counter() - started)
-            metrics.BATCH_SIZE.labels(self._name).observe(len(events))
+            metrics.BATCH_SIZE.labels(self._name).observe(len(batch.events))
             self.batches += 1
             return True
 
@@ -155,3 +182,25 @@ class BatchConsumer:
             log.critical(
                 "consumer loop crashed", exc_info=task.exception(), extra={"worker": self._name}
             )
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    """Hands partition changes to the handler's `Positions`, and resumes where it says."""
+
+    def __init__(self, owner: BatchConsumer) -> None:
+        self._owner = owner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        if self._owner._positions is not None and revoked:
+            await self._owner._positions.revoked({tp.partition for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        positions, consumer = self._owner._positions, self._owner._consumer
+        if positions is None or consumer is None or not assigned:
+            return
+        stored = await positions.assigned({tp.partition for tp in assigned})
+        for tp in assigned:
+            if tp.partition in stored:
+                consumer.seek(tp, stored[tp.partition])
+        log.info("partitions assigned", extra={"worker": self._owner._name,
+                 "partitions": sorted(tp.partition for tp in assigned)})  # fmt: skip

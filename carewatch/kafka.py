@@ -66,14 +66,13 @@ def make_producer(bootstrap: str, *, client_id: str = "carewatch") -> AIOKafkaPr
     )
 
 
-def make_consumer(bootstrap: str, topic: str, *, group_id: str) -> AIOKafkaConsumer:
+def make_consumer(bootstrap: str, *, group_id: str) -> AIOKafkaConsumer:
     """A group consumer that commits only when told to, starting at the oldest record.
 
     "earliest" because a new group (a fresh deployment, a renamed worker) must not skip
     SOS events already in the topic.
     """
     return AIOKafkaConsumer(
-        topic,
         bootstrap_servers=bootstrap,
         group_id=group_id,
         enable_auto_commit=False,

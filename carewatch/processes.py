@@ -54,7 +54,7 @@ async def build_rules(settings: Settings, stack: AsyncExitStack) -> Running:
         name="rules",
         bootstrap=bootstrap,
         group_id=settings.rules_group,
-        handler=worker.handle,
+        handler=lambda batch: worker.handle(batch.events),
         max_records=settings.batch_max_records,
     )
     await stack.enter_async_context(consumer)

@@ -198,7 +198,7 @@ async def pipeline(stack: EmbeddedStack) -> AsyncIterator[Pipeline]:
         name="rules",
         bootstrap=stack.kafka_bootstrap,
         group_id=f"test-rules-{run}",
-        handler=RulesWorker(pool=rules_pool, producer=producer).handle,
+        handler=_events_only(RulesWorker(pool=rules_pool, producer=producer).handle),
     )
     telemetry = BatchConsumer(
         name="telemetry",
@@ -237,3 +237,9 @@ async def _collect(bootstrap: str, topic: str, into: list[dict[str, Any]]) -> No
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).parents[2]
+
+
+def _events_only(
+    handle: Callable[[list[Any]], Awaitable[None]],
+) -> Callable[[Any], Awaitable[None]]:
+    return lambda batch: handle(batch.events)
