@@ -104,6 +104,13 @@ class EmbeddedStack:
             return
         kafka = await self._enter(EmbeddedKafka(data_dir=data_dir, partitions=partitions))
         self.kafka_bootstrap = kafka.bootstrap
+        # A fresh in-memory broker: offsets stored by an earlier run point past its end.
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            await migrate(conn)
+            await conn.execute("DELETE FROM consumer_positions")  # see alerts/rule_state.py
+        finally:
+            await conn.close()
         self._described.append(("kafka", f"embedded tansu at {kafka.bootstrap}"))
 
     async def _start_mqtt(self, data_dir: Path) -> None:

@@ -1,0 +1,90 @@
+"""Rule state and consumed offsets in PostgreSQL: the rules worker's durable memory.
+
+The worker applies a batch in one transaction: its alert decisions, the state of every
+device the batch touched, and the next offset of each partition. On assignment it loads
+the state of the partitions it now owns and resumes from the stored offsets, so a replay
+after a crash or rebalance starts exactly after the last applied batch: no duplicate
+alerts, no geofence flapping from re-applied fixes, no lost offline timers.
+
+The embedded Kafka keeps topics in memory, so `carewatch up` deletes the stored offsets
+when it starts a fresh broker (they would point past the new topics' ends and skip their
+first records). An operator who recreates topics on a real cluster must do the same.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import asyncpg
+import orjson
+
+__all__ = ["RuleStateStore"]
+
+log = logging.getLogger(__name__)
+
+
+class RuleStateStore:
+    """The `Positions` of the rules consumer, and the state of the devices it owns."""
+
+    def __init__(self, *, pool: asyncpg.Pool, group_id: str, topic: str) -> None:
+        self._pool = pool
+        self._group = group_id
+        self._topic = topic
+        self._states: dict[str, dict[str, Any]] = {}
+        self._partition_of: dict[str, int] = {}
+        self.owned: set[int] = set()
+
+    def state(self, device_id: str, partition: int) -> dict[str, Any]:
+        """A device's state ({rule: state}); new devices start empty."""
+        self._partition_of[device_id] = partition
+        return self._states.setdefault(device_id, {})
+
+    def devices(self) -> list[str]:
+        """The devices whose state this worker holds (for timers)."""
+        return list(self._states)
+
+    async def assigned(self, partitions: set[int]) -> dict[int, int]:
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT device_id, partition, state FROM rule_state WHERE partition = ANY($1)",
+                list(partitions),
+            )
+            offsets = await conn.fetch(
+                "SELECT partition, next_offset FROM consumer_positions"
+                " WHERE group_id = $1 AND topic = $2 AND partition = ANY($3)",
+                self._group, self._topic, list(partitions),
+            )  # fmt: skip
+        for row in rows:
+            self._states[row["device_id"]] = orjson.loads(row["state"])
+            self._partition_of[row["device_id"]] = row["partition"]
+        self.owned |= partitions
+        log.info("rule state loaded", extra={"devices": len(rows), "partitions": len(partitions)})
+        return {r["partition"]: r["next_offset"] for r in offsets}
+
+    async def revoked(self, partitions: set[int]) -> None:
+        gone = [d for d, p in self._partition_of.items() if p in partitions]
+        for device_id in gone:
+            self._states.pop(device_id, None)
+            self._partition_of.pop(device_id, None)
+        self.owned -= partitions
+
+    async def save(
+        self, conn: asyncpg.Connection, devices: set[str], offsets: dict[int, int]
+    ) -> None:
+        """Store the devices' states and the partitions' next offsets (caller's transaction)."""
+        if devices:
+            await conn.executemany(
+                "INSERT INTO rule_state (device_id, partition, state) VALUES ($1, $2, $3)"
+                " ON CONFLICT (device_id) DO UPDATE SET partition = $2, state = $3,"
+                " updated_at = now()",
+                [(d, self._partition_of[d], orjson.dumps(self._states[d]).decode())
+                 for d in devices],
+            )  # fmt: skip
+        if offsets:
+            await conn.executemany(
+                "INSERT INTO consumer_positions (group_id, topic, partition, next_offset)"
+                " VALUES ($1, $2, $3, $4) ON CONFLICT (group_id, topic, partition)"
+                " DO UPDATE SET next_offset = $4, updated_at = now()",
+                [(self._group, self._topic, p, o) for p, o in offsets.items()],
+            )
