@@ -1,8 +1,17 @@
-"""Alerts in PostgreSQL: applying rule decisions idempotently, and reading them back.
+"""Alerts in PostgreSQL: rule decisions and operator actions applied, and read back.
 
-Idempotency: `alert_events` has one row per (event, alert kind). An event seen before
-(a Kafka redelivery, a device resending the same message) changes nothing, so counts stay
-true and a replay after a crash raises nothing twice.
+Lifecycle: open -> acknowledged -> resolved, or open -> resolved. A resolved alert is
+final: a later alarm of the same device and kind opens a new alert.
+
+Every change writes its `alert_history` row in the same transaction as the change. That
+table is also the outbox of carewatch.alerts.v1 (alerts/outbox.py), so a change is
+published if and only if it was committed, whatever crashes in between.
+
+Idempotency: `alert_events` has one row per (decision key, alert kind), for raises and
+resolutions alike. A key seen before (a Kafka redelivery, a device resending the same
+message, a timer firing twice) changes nothing, so counts stay true and a replay after a
+crash neither raises nor resolves anything twice. A resolution that found nothing to
+resolve is remembered too (without an alert), so its replay cannot close a newer alert.
 """
 
 from __future__ import annotations
@@ -11,14 +20,30 @@ from typing import Any
 
 import asyncpg
 
+from alerts.errors import AlertNotFound, AlertStateError
 from alerts.rules import Decision, RaiseAlert, ResolveAlert
 
-__all__ = ["ALERT_COLUMNS", "apply_decisions", "list_alerts"]
+__all__ = [
+    "ALERT_COLUMNS",
+    "LIFECYCLE_COLUMNS",
+    "RULES_ACTOR",
+    "acknowledge",
+    "apply_decisions",
+    "get_alert",
+    "list_alerts",
+    "resolve",
+]
 
+# What `alerts list` shows (its JSON lines are documented; keep them stable).
 ALERT_COLUMNS = (
     "alert_id, kind, device_id, severity, status, count, first_ts, last_ts, "
     "opened_at, updated_at, lat, lon, summary"
 )
+LIFECYCLE_COLUMNS = "acknowledged_at, acknowledged_by, resolved_at, resolved_by, resolution"
+_FULL = f"{ALERT_COLUMNS}, {LIFECYCLE_COLUMNS}"
+
+# The actor of automatic changes in the history.
+RULES_ACTOR = "rules"
 
 _SEEN = "SELECT 1 FROM alert_events WHERE event_id = $1 AND kind = $2"
 
@@ -35,38 +60,140 @@ ON CONFLICT (device_id, kind) WHERE status <> 'resolved' DO UPDATE SET
     lon = CASE WHEN EXCLUDED.lon IS NOT NULL AND EXCLUDED.last_ts >= a.last_ts
                THEN EXCLUDED.lon ELSE coalesce(a.lon, EXCLUDED.lon) END,
     updated_at = now()
-RETURNING {ALERT_COLUMNS}, (xmax = 0) AS inserted
+RETURNING {_FULL}, (xmax = 0) AS inserted
+"""
+
+# The partial unique index allows one unresolved alert per (device, kind): at most one row.
+_AUTO_RESOLVE = f"""
+UPDATE alerts SET status = 'resolved', resolved_at = now(), resolved_by = '{RULES_ACTOR}',
+    resolution = $3, updated_at = now()
+WHERE device_id = $1 AND kind = $2 AND status <> 'resolved'
+RETURNING {_FULL}
 """
 
 _LINK = "INSERT INTO alert_events (event_id, kind, alert_id, ts) VALUES ($1, $2, $3, $4)"
+
+_HISTORY = """
+INSERT INTO alert_history (alert_id, change, actor, note, status, count)
+VALUES ($1, $2, $3, $4, $5, $6)
+"""
+
+_LOCK = f"SELECT {_FULL} FROM alerts WHERE alert_id = $1 FOR UPDATE"
+
+_ACKNOWLEDGE = f"""
+UPDATE alerts SET status = 'acknowledged', acknowledged_at = now(), acknowledged_by = $2,
+    updated_at = now()
+WHERE alert_id = $1
+RETURNING {_FULL}
+"""
+
+_RESOLVE = f"""
+UPDATE alerts SET status = 'resolved', resolved_at = now(), resolved_by = $2, resolution = $3,
+    updated_at = now()
+WHERE alert_id = $1
+RETURNING {_FULL}
+"""
 
 
 async def apply_decisions(
     conn: asyncpg.Connection, decisions: list[Decision]
 ) -> list[dict[str, Any]]:
-    """Apply in one transaction; returns the alerts that changed, each with its `change`."""
+    """Apply in one transaction, in order; returns the alerts that changed, each with its
+    `change` ('opened', 'repeated', 'resolved') and the decision's key as `event_id`."""
     changes = []
     async with conn.transaction():
         for decision in decisions:
+            if await conn.fetchval(_SEEN, decision.key, decision.kind):
+                continue
             if isinstance(decision, ResolveAlert):
-                continue  # the alert lifecycle (resolution) comes with issue 4's store
-            change = await _raise(conn, decision)
+                change = await _auto_resolve(conn, decision)
+            else:
+                change = await _raise(conn, decision)
             if change is not None:
                 changes.append(change)
     return changes
 
 
-async def _raise(conn: asyncpg.Connection, d: RaiseAlert) -> dict[str, Any] | None:
-    if await conn.fetchval(_SEEN, d.key, d.kind):
-        return None
+async def _raise(conn: asyncpg.Connection, d: RaiseAlert) -> dict[str, Any]:
     row = await conn.fetchrow(
         _UPSERT, d.kind, d.device_id, d.severity, d.ts, d.lat, d.lon, d.summary
     )
     await conn.execute(_LINK, d.key, d.kind, row["alert_id"], d.ts)
     alert = dict(row)
     alert["change"] = "opened" if alert.pop("inserted") else "repeated"
+    await _record(conn, alert, alert["change"], RULES_ACTOR, d.summary)
     alert["event_id"] = d.key
     return alert
+
+
+async def _auto_resolve(conn: asyncpg.Connection, d: ResolveAlert) -> dict[str, Any] | None:
+    row = await conn.fetchrow(_AUTO_RESOLVE, d.device_id, d.kind, d.reason)
+    await conn.execute(_LINK, d.key, d.kind, row["alert_id"] if row else None, d.ts)
+    if row is None:
+        return None  # nothing open: the key is remembered, nothing else happens
+    alert = dict(row)
+    await _record(conn, alert, "resolved", RULES_ACTOR, d.reason)
+    alert["change"] = "resolved"
+    alert["event_id"] = d.key
+    return alert
+
+
+async def _record(
+    conn: asyncpg.Connection, alert: dict[str, Any], change: str, actor: str, note: str | None
+) -> None:
+    await conn.execute(
+        _HISTORY, alert["alert_id"], change, actor, note, alert["status"], alert["count"]
+    )
+
+
+async def acknowledge(
+    conn: asyncpg.Connection, alert_id: int, *, by: str, note: str | None = None
+) -> dict[str, Any]:
+    """An operator takes an open alert on. Acknowledging an acknowledged alert changes
+    nothing and returns it as it is; a resolved one raises `AlertStateError`."""
+    by = _required(by, "who acknowledges it (by)")
+    async with conn.transaction():
+        alert = await _locked(conn, alert_id)
+        if alert["status"] == "acknowledged":
+            return alert
+        if alert["status"] == "resolved":
+            raise AlertStateError(f"alert {alert_id} cannot be acknowledged: {_resolved(alert)}")
+        row = dict(await conn.fetchrow(_ACKNOWLEDGE, alert_id, by))
+        await _record(conn, row, "acknowledged", by, note)
+    return row
+
+
+async def resolve(conn: asyncpg.Connection, alert_id: int, *, by: str, note: str) -> dict[str, Any]:
+    """An operator closes an open or acknowledged alert, saying why (`note`). A resolved
+    alert raises `AlertStateError`: it stays as it was closed."""
+    by = _required(by, "who resolves it (by)")
+    note = _required(note, "a resolution note")
+    async with conn.transaction():
+        alert = await _locked(conn, alert_id)
+        if alert["status"] == "resolved":
+            raise AlertStateError(f"alert {alert_id} is already resolved: {_resolved(alert)}")
+        row = dict(await conn.fetchrow(_RESOLVE, alert_id, by, note))
+        await _record(conn, row, "resolved", by, note)
+    return row
+
+
+async def get_alert(conn: asyncpg.Connection, alert_id: int) -> dict[str, Any]:
+    """One alert with its lifecycle columns, `events` (how many events and timer keys are
+    linked to it) and `history` (its changes, oldest first). Raises `AlertNotFound`."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        row = await conn.fetchrow(
+            f"SELECT {_FULL}, (SELECT count(*) FROM alert_events e"
+            " WHERE e.alert_id = a.alert_id) AS events FROM alerts a WHERE alert_id = $1",
+            alert_id,
+        )
+        if row is None:
+            raise AlertNotFound(alert_id)
+        history = await conn.fetch(
+            "SELECT history_id, at, change, actor, note, status, count, published_at"
+            " FROM alert_history WHERE alert_id = $1 ORDER BY history_id",
+            alert_id,
+        )
+    return {**dict(row), "history": [dict(h) for h in history]}
 
 
 async def list_alerts(
@@ -80,3 +207,21 @@ async def list_alerts(
         limit,
     )
     return [dict(r) for r in rows]
+
+
+async def _locked(conn: asyncpg.Connection, alert_id: int) -> dict[str, Any]:
+    row = await conn.fetchrow(_LOCK, alert_id)
+    if row is None:
+        raise AlertNotFound(alert_id)
+    return dict(row)
+
+
+def _required(value: str | None, what: str) -> str:
+    if value is None or not value.strip():
+        raise AlertStateError(f"{what} must not be empty")
+    return value.strip()
+
+
+def _resolved(alert: dict[str, Any]) -> str:
+    at = alert["resolved_at"].strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"resolved by {alert['resolved_by']} at {at} ({alert['resolution']})"

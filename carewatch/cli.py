@@ -8,11 +8,10 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import orjson
 
-from carewatch import decode_cli, registry_cli
+from carewatch import alerts_cli, decode_cli, registry_cli
 from carewatch.settings import ConfigError, Settings
 
 __all__ = ["main"]
@@ -62,13 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     ):
         sub.add_parser(name, help=helptext).set_defaults(run=_service(name))
 
-    alerts = sub.add_parser("alerts", help="operator commands on alerts")
-    alerts_sub = alerts.add_subparsers(required=True, metavar="ACTION")
-    listing = alerts_sub.add_parser("list", help="list alerts, newest first")
-    listing.add_argument("--status", choices=("open", "acknowledged", "resolved"))
-    listing.add_argument("--limit", type=int, default=50)
-    listing.add_argument("--json", action="store_true", help="one JSON object per line")
-    listing.set_defaults(run=_alerts_list)
+    alerts_cli.add_parsers(sub)
 
     sim = sub.add_parser("simulate", help="run simulated devices against the MQTT broker")
     sim.add_argument("--devices", type=int, default=10)
@@ -110,60 +103,6 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
     from carewatch.up import run_up
 
     return run_up(settings, simulate=args.simulate)
-
-
-def _alerts_list(args: argparse.Namespace, settings: Settings) -> int:
-    from carewatch.db import DatabaseError
-
-    try:
-        rows = asyncio.run(_fetch_alerts(settings.require_database_url(), args.status, args.limit))
-    except DatabaseError as exc:
-        print(f"carewatch: {exc}", file=sys.stderr)
-        return 1
-    if args.json:
-        for row in rows:
-            sys.stdout.write(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE).decode())
-    else:
-        print(_alerts_table(rows))
-    return 0
-
-
-async def _fetch_alerts(url: str, status: str | None, limit: int) -> list[dict[str, Any]]:
-    from alerts.store import list_alerts
-    from carewatch.db import connect_pool
-
-    pool = await connect_pool(url, min_size=1, max_size=1)
-    try:
-        async with pool.acquire() as conn:
-            return await list_alerts(conn, status=status, limit=limit)
-    finally:
-        await pool.close()
-
-
-def _alerts_table(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return "no alerts"
-    head = ("ID", "KIND", "SEVERITY", "STATUS", "COUNT", "DEVICE", "OPENED (UTC)", "SUMMARY")
-    lines = [head] + [
-        (
-            str(r["alert_id"]),
-            r["kind"],
-            r["severity"],
-            r["status"],
-            str(r["count"]),
-            r["device_id"],
-            r["opened_at"].strftime("%Y-%m-%d %H:%M:%S"),
-            r["summary"],
-        )
-        for r in rows
-    ]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head) - 1)]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(line[:-1], widths, strict=True))
-        + "  "
-        + line[-1]
-        for line in lines
-    )
 
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import socket
 from contextlib import AsyncExitStack
+from typing import Any
 
 from alerts.consumer import BatchConsumer
+from alerts.outbox import AlertPublisher
 from alerts.rules_worker import RulesWorker
 from alerts.telemetry import TelemetryWriter, prepare_connection
 from carewatch.db import connect_pool
-from carewatch.kafka import make_producer
 from carewatch.mqtt import MqttClient
 from carewatch.service import Running
 from carewatch.settings import Settings
@@ -44,12 +45,13 @@ async def build_ingest(settings: Settings, stack: AsyncExitStack) -> Running:
 
 async def build_rules(settings: Settings, stack: AsyncExitStack) -> Running:
     bootstrap = settings.require_kafka_bootstrap()
-    pool = await connect_pool(settings.require_database_url())
+    database_url = settings.require_database_url()
+    pool = await connect_pool(database_url)
     stack.push_async_callback(pool.close)
-    producer = make_producer(bootstrap)
-    await producer.start()
-    stack.push_async_callback(producer.stop)
-    worker = RulesWorker(pool=pool, producer=producer)
+    # Before the consumer, so it stops after it: the changes of the last batch go out too.
+    publisher = AlertPublisher(database_url=database_url, bootstrap=bootstrap)
+    await stack.enter_async_context(publisher)
+    worker = RulesWorker(pool=pool)
     consumer = BatchConsumer(
         name="rules",
         bootstrap=bootstrap,
@@ -58,7 +60,12 @@ async def build_rules(settings: Settings, stack: AsyncExitStack) -> Running:
         max_records=settings.batch_max_records,
     )
     await stack.enter_async_context(consumer)
-    return Running(health=consumer.health, watch=[consumer.done])
+
+    def health() -> dict[str, Any]:
+        consuming, publishing = consumer.health(), publisher.health()
+        return {**consuming, "ok": consuming["ok"] and publishing["ok"], "publisher": publishing}
+
+    return Running(health=health, watch=[consumer.done, publisher.done])
 
 
 async def build_telemetry(settings: Settings, stack: AsyncExitStack) -> Running:

@@ -22,12 +22,13 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
 
 from alerts.consumer import BatchConsumer
+from alerts.outbox import AlertPublisher
 from alerts.rules_worker import RulesWorker
 from alerts.telemetry import TelemetryWriter, prepare_connection
 from carewatch.broker_sync import sync_broker_auth, wait_for_account
 from carewatch.db import connect_pool
 from carewatch.embedded import EmbeddedStack
-from carewatch.kafka import DLQ_TOPIC, make_producer
+from carewatch.kafka import DLQ_TOPIC
 from carewatch.mqtt import MqttClient, with_login
 from carewatch.settings import Settings
 from devices.broker_auth import ensure_service_user
@@ -71,6 +72,7 @@ class Pipeline:
     stack: EmbeddedStack
     db: asyncpg.Pool
     ingest: Ingest
+    publisher: AlertPublisher
     dlq: list[dict[str, Any]] = field(default_factory=list)
     clients: dict[str, MqttClient] = field(default_factory=dict)
     logins: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (user, secret)
@@ -192,13 +194,14 @@ async def pipeline(stack: EmbeddedStack) -> AsyncIterator[Pipeline]:
     )
     rules_pool = await connect_pool(stack.database_url)
     telemetry_pool = await connect_pool(stack.database_url, init=prepare_connection)
-    producer = make_producer(stack.kafka_bootstrap)
-    await producer.start()
+    publisher = AlertPublisher(
+        database_url=stack.database_url, bootstrap=stack.kafka_bootstrap, client_id=f"test-{run}"
+    )
     rules = BatchConsumer(
         name="rules",
         bootstrap=stack.kafka_bootstrap,
         group_id=f"test-rules-{run}",
-        handler=_events_only(RulesWorker(pool=rules_pool, producer=producer).handle),
+        handler=_events_only(RulesWorker(pool=rules_pool).handle),
     )
     telemetry = BatchConsumer(
         name="telemetry",
@@ -206,15 +209,14 @@ async def pipeline(stack: EmbeddedStack) -> AsyncIterator[Pipeline]:
         group_id=f"test-telemetry-{run}",
         handler=TelemetryWriter(pool=telemetry_pool).handle,
     )
-    pipeline = Pipeline(stack=stack, db=rules_pool, ingest=ingest)
+    pipeline = Pipeline(stack=stack, db=rules_pool, ingest=ingest, publisher=publisher)
     dlq_reader = asyncio.create_task(_collect(stack.kafka_bootstrap, DLQ_TOPIC, pipeline.dlq))
-    async with telemetry, rules, ingest:
+    async with publisher, telemetry, rules, ingest:
         yield pipeline
         for client in pipeline.clients.values():
             await client.stop()
     dlq_reader.cancel()
     await asyncio.gather(dlq_reader, return_exceptions=True)
-    await producer.stop()
     await rules_pool.close()
     await telemetry_pool.close()
 
