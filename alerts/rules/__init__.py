@@ -78,9 +78,17 @@ class Rule:
 
 
 def _registry() -> tuple[Rule, ...]:
-    from alerts.rules import alarms
+    from alerts.rules import alarms, battery, device_offline, geofence, inactivity, vitals, worn
 
-    return (alarms.RULE,)
+    return (
+        alarms.RULE,
+        geofence.RULE,
+        vitals.RULE,
+        inactivity.RULE,
+        device_offline.RULE,
+        battery.RULE,
+        worn.RULE,
+    )
 
 
 RULES: tuple[Rule, ...] = _registry()

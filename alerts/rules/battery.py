@@ -1,0 +1,43 @@
+"""battery_low: at or below `battery.low_pct`; resolved at or above `resolve_pct` (the gap
+keeps a reading that wobbles around the threshold from flapping), or when a reading rose
+`charging_rise_pct` above the lowest one (events carry no charging flag: a rise is the
+evidence). Device time orders the readings: a late one changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alerts.rules import Context, Decision, RaiseAlert, ResolveAlert, Rule
+from alerts.rules._support import config, iso, parse_ts
+from devices.events import BatteryEvent, Event
+
+__all__ = ["RULE", "evaluate"]
+
+
+def evaluate(event: Event, state: dict[str, Any], ctx: Context) -> list[Decision]:
+    cfg = config(ctx).battery
+    if not isinstance(event, BatteryEvent) or not cfg.enabled:
+        return []
+    if "last_ts" in state and event.ts <= parse_ts(state["last_ts"]):
+        return []  # late or repeated
+    state["last_ts"] = iso(event.ts)
+    pct = event.battery_pct
+    if "lowest" not in state:
+        if pct > cfg.low_pct:
+            return []
+        state["lowest"] = pct
+        summary = f"battery low: {pct:g}%"
+        return [RaiseAlert.for_event(event, "battery_low", cfg.severity, summary)]
+    lowest = state["lowest"] = min(state["lowest"], pct)
+    if pct >= cfg.resolve_pct:
+        reason = f"battery at {pct:g}%"
+    elif pct >= lowest + cfg.charging_rise_pct:
+        reason = f"charging: battery up from {lowest:g}% to {pct:g}%"
+    else:
+        return []
+    del state["lowest"]
+    return [ResolveAlert("battery_low", event.device_id, event.ts, event.event_id, reason)]
+
+
+RULE = Rule(name="battery", evaluate=evaluate)
