@@ -109,6 +109,23 @@ class BatchConsumer:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+    async def lag(self) -> int | None:
+        """Records in the assigned partitions not yet fetched (None while unknown)."""
+        consumer = self._consumer
+        if consumer is None:
+            return None
+        total = 0
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            if high is None:
+                return None
+            try:
+                position = await asyncio.wait_for(consumer.position(tp), 1.0)
+            except (TimeoutError, KafkaError):
+                return None
+            total += max(0, high - position)
+        return total
+
     def health(self) -> dict[str, Any]:
         ok = self._task is not None and not self._task.done()
         assigned = self._consumer.assignment() if self._consumer else set()

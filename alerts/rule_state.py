@@ -35,10 +35,16 @@ class RuleStateStore:
         self._partition_of: dict[str, int] = {}
         self.owned: set[int] = set()
 
-    def state(self, device_id: str, partition: int) -> dict[str, Any]:
-        """A device's state ({rule: state}); new devices start empty."""
-        self._partition_of[device_id] = partition
-        return self._states.setdefault(device_id, {})
+    def state(self, device_id: str, partition: int | None = None) -> dict[str, Any]:
+        """A device's current state ({rule: state}); new devices start empty. Read-only:
+        changes go through `put` once they are stored."""
+        if partition is not None:
+            self._partition_of[device_id] = partition
+        return self._states.get(device_id, {})
+
+    def put(self, states: dict[str, dict[str, Any]]) -> None:
+        """Adopt states that `save` has stored (after its transaction committed)."""
+        self._states.update(states)
 
     def devices(self) -> list[str]:
         """The devices whose state this worker holds (for timers)."""
@@ -70,16 +76,16 @@ class RuleStateStore:
         self.owned -= partitions
 
     async def save(
-        self, conn: asyncpg.Connection, devices: set[str], offsets: dict[int, int]
+        self, conn: asyncpg.Connection, states: dict[str, dict[str, Any]], offsets: dict[int, int]
     ) -> None:
         """Store the devices' states and the partitions' next offsets (caller's transaction)."""
-        if devices:
+        if states:
             await conn.executemany(
                 "INSERT INTO rule_state (device_id, partition, state) VALUES ($1, $2, $3)"
                 " ON CONFLICT (device_id) DO UPDATE SET partition = $2, state = $3,"
                 " updated_at = now()",
-                [(d, self._partition_of[d], orjson.dumps(self._states[d]).decode())
-                 for d in devices],
+                [(d, self._partition_of[d], orjson.dumps(state).decode())
+                 for d, state in states.items()],
             )  # fmt: skip
         if offsets:
             await conn.executemany(

@@ -1,28 +1,35 @@
-"""The rules worker: runs every rule over each event and stores the alert changes.
+"""The rules worker: runs every rule over each event, and the timer rules on a clock.
 
-Rule state lives here, per device, in the worker that owns the device's partition.
-Publishing the changes on carewatch.alerts.v1 is the outbox's job (alerts/outbox.py): the
-store writes each change to `alert_history` in the same transaction as the change.
+Rule state is per device, kept by the worker that owns the device's partition, and stored
+in PostgreSQL with the alert changes it caused and the offsets consumed, in one
+transaction (alerts/rule_state.py). Rules work on copies; the copies replace the state
+only once stored, so a failed, retried batch starts from the state it started from.
+Publishing the changes on carewatch.alerts.v1 is the outbox's job (alerts/outbox.py).
 """
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import logging
-from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
 from alerts import metrics
+from alerts.consumer import Batch
+from alerts.resident_config import ResidentConfigs
+from alerts.rule_state import RuleStateStore
 from alerts.rules import RULES, Context, Decision, Rule
 from alerts.store import apply_decisions
-from devices.events import Event
 
-__all__ = ["RulesWorker"]
+__all__ = ["RulesWorker", "Ticker"]
 
 log = logging.getLogger(__name__)
+
+States = dict[str, dict[str, Any]]
 
 
 def _utcnow() -> datetime:
@@ -30,43 +37,126 @@ def _utcnow() -> datetime:
 
 
 class RulesWorker:
-    """The batch handler of the `rules` consumer group."""
+    """The batch handler of the `rules` consumer group, and its timer."""
 
     def __init__(
         self,
         *,
         pool: asyncpg.Pool,
+        store: RuleStateStore,
+        configs: ResidentConfigs,
         rules: tuple[Rule, ...] = RULES,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self._pool = pool
+        self._store = store
+        self._configs = configs
         self._rules = rules
         self._clock = clock
-        self._state: defaultdict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        # Batches and ticks both change state: one at a time.
+        self._busy = asyncio.Lock()
 
-    async def handle(self, events: list[Event]) -> None:
-        decisions = self._evaluate(events)
-        if not decisions:
-            return
-        async with self._pool.acquire() as conn:
+    async def handle(self, batch: Batch) -> None:
+        async with self._busy:
+            now = self._clock()
+            work: States = {}
+            decisions: list[Decision] = []
+            for event, partition in zip(batch.events, batch.partitions, strict=True):
+                device = event.device_id
+                if device not in work:
+                    work[device] = copy.deepcopy(self._store.state(device, partition))
+                ctx = Context(now=now, config=self._configs.for_device(device))
+                for rule in self._rules:
+                    decisions += rule.evaluate(event, work[device].setdefault(rule.name, {}), ctx)
+            await self._commit(decisions, work, batch.offsets)
+
+    async def tick(self) -> None:
+        """Run the timer rules for every device this worker owns (silence is a signal)."""
+        timers = [rule for rule in self._rules if rule.tick is not None]
+        async with self._busy:
+            now = self._clock()
+            work: States = {}
+            decisions: list[Decision] = []
+            for device in self._store.devices():
+                state = copy.deepcopy(self._store.state(device))
+                ctx = Context(now=now, config=self._configs.for_device(device))
+                found: list[Decision] = []
+                for rule in timers:
+                    assert rule.tick is not None
+                    found += rule.tick(state.setdefault(rule.name, {}), ctx)
+                if found or state != self._store.state(device):
+                    work[device] = state
+                    decisions += found
+            if work:
+                await self._commit(decisions, work, {})
+
+    async def _commit(
+        self, decisions: list[Decision], work: States, offsets: dict[int, int]
+    ) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
             changes = await apply_decisions(conn, decisions)
+            await self._store.save(conn, work, offsets)
+        self._store.put(work)
         for change in changes:
-            metrics.ALERTS.labels(change["kind"], change["change"]).inc()
-            log.info(
-                "alert " + change["change"],
-                extra={
-                    "alert_id": change["alert_id"],
-                    "kind": change["kind"],
-                    "device_id": change["device_id"],
-                    "count": change["count"],
-                },
-            )
+            _log_change(change)
 
-    def _evaluate(self, events: list[Event]) -> list[Decision]:
-        ctx = Context(now=self._clock())
-        decisions: list[Decision] = []
-        for event in events:
-            device_state = self._state[event.device_id]
-            for rule in self._rules:
-                decisions += rule.evaluate(event, device_state.setdefault(rule.name, {}), ctx)
-        return decisions
+
+def _log_change(change: dict[str, Any]) -> None:
+    metrics.ALERTS.labels(change["kind"], change["change"]).inc()
+    log.info(
+        "alert " + change["change"],
+        extra={
+            "alert_id": change["alert_id"],
+            "kind": change["kind"],
+            "device_id": change["device_id"],
+            "count": change["count"],
+        },
+    )
+
+
+class Ticker:
+    """Runs the worker's timer rules every `interval` seconds, once the consumer has caught
+    up: while a backlog is replayed, old silence would look like a device gone offline."""
+
+    def __init__(
+        self,
+        *,
+        worker: RulesWorker,
+        caught_up: Callable[[], Awaitable[bool]],
+        interval: float = 60.0,
+    ) -> None:
+        self._worker = worker
+        self._caught_up = caught_up
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def done(self) -> asyncio.Future[None]:
+        assert self._task is not None
+        return self._task
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="rules-ticker")
+
+    async def stop(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def __aenter__(self) -> Ticker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            if not await self._caught_up():
+                continue
+            try:
+                await self._worker.tick()
+            except (OSError, asyncpg.PostgresError) as exc:
+                # The next tick tries again: the timers' keys make a repeat harmless.
+                log.warning("timer rules failed", extra={"error": repr(exc)})

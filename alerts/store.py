@@ -52,6 +52,12 @@ INSERT INTO alerts AS a (kind, device_id, severity, first_ts, last_ts, lat, lon,
 VALUES ($1, $2, $3, $4, $4, $5, $6, $7)
 ON CONFLICT (device_id, kind) WHERE status <> 'resolved' DO UPDATE SET
     count = a.count + 1,
+    -- a repeat may escalate (vitals: warning band, then critical), never de-escalate
+    severity = CASE WHEN 'critical' IN (a.severity, EXCLUDED.severity) THEN 'critical'
+                    WHEN 'warning' IN (a.severity, EXCLUDED.severity) THEN 'warning'
+                    ELSE 'info' END,
+    summary = CASE WHEN EXCLUDED.severity <> a.severity AND EXCLUDED.severity = 'critical'
+                   THEN EXCLUDED.summary ELSE a.summary END,
     first_ts = least(a.first_ts, EXCLUDED.first_ts),
     last_ts = greatest(a.last_ts, EXCLUDED.last_ts),
     -- the newest known position wins; an event without one keeps the old one

@@ -7,14 +7,18 @@ first, then in-flight work drains, then producers flush, then the database pool 
 from __future__ import annotations
 
 import socket
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
 from alerts.consumer import BatchConsumer
 from alerts.outbox import AlertPublisher
-from alerts.rules_worker import RulesWorker
+from alerts.resident_config import ResidentConfigs
+from alerts.rule_state import RuleStateStore
+from alerts.rules_worker import RulesWorker, Ticker
 from alerts.telemetry import TelemetryWriter, prepare_connection
 from carewatch.db import connect_pool
+from carewatch.kafka import EVENTS_TOPIC
 from carewatch.mqtt import MqttClient
 from carewatch.service import Running
 from carewatch.settings import Settings
@@ -51,21 +55,34 @@ async def build_rules(settings: Settings, stack: AsyncExitStack) -> Running:
     # Before the consumer, so it stops after it: the changes of the last batch go out too.
     publisher = AlertPublisher(database_url=database_url, bootstrap=bootstrap)
     await stack.enter_async_context(publisher)
-    worker = RulesWorker(pool=pool)
+    configs = await stack.enter_async_context(ResidentConfigs(pool=pool))
+    store = RuleStateStore(pool=pool, group_id=settings.rules_group, topic=EVENTS_TOPIC)
+    worker = RulesWorker(pool=pool, store=store, configs=configs)
     consumer = BatchConsumer(
         name="rules",
         bootstrap=bootstrap,
         group_id=settings.rules_group,
-        handler=lambda batch: worker.handle(batch.events),
+        handler=worker.handle,
         max_records=settings.batch_max_records,
+        positions=store,
     )
     await stack.enter_async_context(consumer)
+    ticker = Ticker(worker=worker, caught_up=_caught_up(consumer), interval=settings.rules_tick_s)
+    await stack.enter_async_context(ticker)
 
     def health() -> dict[str, Any]:
         consuming, publishing = consumer.health(), publisher.health()
         return {**consuming, "ok": consuming["ok"] and publishing["ok"], "publisher": publishing}
 
-    return Running(health=health, watch=[consumer.done, publisher.done])
+    return Running(health=health, watch=[consumer.done, publisher.done, ticker.done])
+
+
+def _caught_up(consumer: BatchConsumer, backlog: int = 1000) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        lag = await consumer.lag()
+        return lag is not None and lag < backlog
+
+    return check
 
 
 async def build_telemetry(settings: Settings, stack: AsyncExitStack) -> Running:

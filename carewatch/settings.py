@@ -59,6 +59,7 @@ class Settings(BaseSettings):
         600.0, gt=0, description="a watch silent this long is disconnected"
     )
     rules_group: str = "carewatch-rules"
+    rules_tick_s: float = Field(60.0, gt=0, description="how often the timer rules run")
     telemetry_group: str = "carewatch-telemetry"
     batch_max_records: int = Field(5000, ge=1)
     metrics_host: str = "127.0.0.1"

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,12 +24,14 @@ from aiokafka import AIOKafkaConsumer
 
 from alerts.consumer import BatchConsumer
 from alerts.outbox import AlertPublisher
+from alerts.resident_config import ResidentConfigs
+from alerts.rule_state import RuleStateStore
 from alerts.rules_worker import RulesWorker
 from alerts.telemetry import TelemetryWriter, prepare_connection
 from carewatch.broker_sync import sync_broker_auth, wait_for_account
 from carewatch.db import connect_pool
 from carewatch.embedded import EmbeddedStack
-from carewatch.kafka import DLQ_TOPIC
+from carewatch.kafka import DLQ_TOPIC, EVENTS_TOPIC
 from carewatch.mqtt import MqttClient, with_login
 from carewatch.settings import Settings
 from devices.broker_auth import ensure_service_user
@@ -73,6 +76,7 @@ class Pipeline:
     db: asyncpg.Pool
     ingest: Ingest
     publisher: AlertPublisher
+    rules: RulesProcess
     dlq: list[dict[str, Any]] = field(default_factory=list)
     clients: dict[str, MqttClient] = field(default_factory=dict)
     logins: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (user, secret)
@@ -197,19 +201,14 @@ async def pipeline(stack: EmbeddedStack) -> AsyncIterator[Pipeline]:
     publisher = AlertPublisher(
         database_url=stack.database_url, bootstrap=stack.kafka_bootstrap, client_id=f"test-{run}"
     )
-    rules = BatchConsumer(
-        name="rules",
-        bootstrap=stack.kafka_bootstrap,
-        group_id=f"test-rules-{run}",
-        handler=_events_only(RulesWorker(pool=rules_pool).handle),
-    )
+    rules = RulesProcess(stack=stack, pool=rules_pool, group_id=f"test-rules-{run}")
     telemetry = BatchConsumer(
         name="telemetry",
         bootstrap=stack.kafka_bootstrap,
         group_id=f"test-telemetry-{run}",
         handler=TelemetryWriter(pool=telemetry_pool).handle,
     )
-    pipeline = Pipeline(stack=stack, db=rules_pool, ingest=ingest, publisher=publisher)
+    pipeline = Pipeline(stack=stack, db=rules_pool, ingest=ingest, publisher=publisher, rules=rules)
     dlq_reader = asyncio.create_task(_collect(stack.kafka_bootstrap, DLQ_TOPIC, pipeline.dlq))
     async with publisher, telemetry, rules, ingest:
         yield pipeline
@@ -241,7 +240,56 @@ def repo_root() -> Path:
     return Path(__file__).parents[2]
 
 
-def _events_only(
-    handle: Callable[[list[Any]], Awaitable[None]],
-) -> Callable[[Any], Awaitable[None]]:
-    return lambda batch: handle(batch.events)
+class RulesProcess:
+    """The rules worker as the `rules` process composes it, restartable mid-test, with a
+    clock a test can move forward (for the timer rules)."""
+
+    def __init__(self, *, stack: EmbeddedStack, pool: asyncpg.Pool, group_id: str) -> None:
+        self._stack = stack
+        self._pool = pool
+        self._group = group_id
+        self.clock_offset = timedelta(0)
+        self.worker: RulesWorker | None = None
+        self._consumer: BatchConsumer | None = None
+        self._configs: ResidentConfigs | None = None
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.clock_offset
+
+    async def start(self) -> None:
+        self._configs = ResidentConfigs(pool=self._pool, refresh_s=0.5)
+        await self._configs.start()
+        store = RuleStateStore(pool=self._pool, group_id=self._group, topic=EVENTS_TOPIC)
+        self.worker = RulesWorker(
+            pool=self._pool, store=store, configs=self._configs, clock=self.now
+        )
+        self._consumer = BatchConsumer(
+            name="rules", bootstrap=self._stack.kafka_bootstrap, group_id=self._group,
+            handler=self.worker.handle, positions=store,
+        )  # fmt: skip
+        await self._consumer.start()
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._configs is not None:
+            await self._configs.stop()
+
+    async def restart(self) -> None:
+        await self.stop()
+        await self.start()
+
+    async def tick(self) -> None:
+        assert self.worker is not None
+        await self.worker.tick()
+
+    def config_for(self, device_id: str) -> dict[str, Any]:
+        assert self._configs is not None
+        return self._configs.for_device(device_id)
+
+    async def __aenter__(self) -> RulesProcess:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

@@ -1,0 +1,111 @@
+"""The rules through the real pipeline, including a worker restart in the middle of a
+scenario and the timer rules on a clock the test moves."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+
+from devices import registry
+from tests.integration.conftest import Pipeline, eventually
+
+pytestmark = pytest.mark.integration
+
+
+def _at(minutes_ago: float) -> str:
+    return (datetime.now(UTC) - timedelta(minutes=minutes_ago)).isoformat()
+
+
+async def _alerts_of(pipeline: Pipeline, device: str, kind: str) -> list[dict[str, object]]:
+    return [a for a in await pipeline.alerts(device) if a["kind"] == kind]
+
+
+async def test_a_restart_mid_scenario_alerts_exactly_as_an_uninterrupted_run(
+    pipeline: Pipeline, device: str
+) -> None:
+    await pipeline.publish(device, {"kind": "battery", "battery_pct": 60, "ts": _at(30)})
+    await pipeline.publish(device, {"kind": "battery", "battery_pct": 12, "ts": _at(20)})
+    await pipeline.wait_alert(device, "battery_low")
+
+    await pipeline.rules.restart()  # state and offsets come back from PostgreSQL
+    await pipeline.publish(device, {"kind": "battery", "battery_pct": 11, "ts": _at(10)})
+    await pipeline.settle(device)
+    (low,) = await _alerts_of(pipeline, device, "battery_low")
+    assert (low["count"], low["status"]) == (1, "open")  # no second raise after the restart
+
+    await pipeline.publish(device, {"kind": "battery", "battery_pct": 80, "ts": _at(1)})
+
+    async def resolved() -> bool:
+        (alert,) = await _alerts_of(pipeline, device, "battery_low")
+        return alert["status"] == "resolved"
+
+    await eventually(resolved)
+
+
+async def test_a_silent_device_goes_offline_once_and_back_on_when_it_speaks(
+    pipeline: Pipeline, device: str
+) -> None:
+    await pipeline.publish(device, {"kind": "heartbeat"})
+    await pipeline.settle(device)
+    pipeline.rules.clock_offset = timedelta(minutes=20)  # nothing heard for 20 minutes
+    try:
+        await pipeline.rules.tick()
+        await pipeline.rules.tick()  # the same silence: no second alert
+        (offline,) = await _alerts_of(pipeline, device, "device_offline")
+        assert (offline["count"], offline["status"]) == (1, "open")
+    finally:
+        pipeline.rules.clock_offset = timedelta(0)
+
+    await pipeline.publish(device, {"kind": "heartbeat"})
+
+    async def back() -> bool:
+        (alert,) = await _alerts_of(pipeline, device, "device_offline")
+        return alert["status"] == "resolved"
+
+    await eventually(back)
+
+
+async def test_sustained_low_spo2_alerts_and_a_single_dip_does_not(
+    pipeline: Pipeline, device: str
+) -> None:
+    dip = await pipeline.register()
+    await pipeline.publish(dip, {"kind": "vitals", "spo2_pct": 88, "ts": _at(5)})
+    await pipeline.publish(dip, {"kind": "vitals", "spo2_pct": 97, "ts": _at(4)})
+    for minutes_ago in (6, 4, 2):
+        await pipeline.publish(device, {"kind": "vitals", "spo2_pct": 89, "ts": _at(minutes_ago)})
+
+    alert = await pipeline.wait_alert(device, "spo2_low")
+    assert alert["severity"] == "critical"
+    await pipeline.settle(dip)
+    assert await _alerts_of(pipeline, dip, "spo2_low") == []
+
+
+async def test_leaving_the_safe_zone_alerts_and_coming_back_resolves(pipeline: Pipeline) -> None:
+    home = {"name": "home", "center": [31.2304, 121.4737], "radius_m": 200}
+    async with pipeline.db.acquire() as conn:
+        resident = await registry.add_resident(conn, name="Li Wei", home=(31.2304, 121.4737))
+        await conn.execute(
+            "INSERT INTO resident_rules (resident_id, overrides) VALUES ($1, $2)",
+            resident, orjson.dumps({"geofence": {"zones": [home]}}).decode(),
+        )  # fmt: skip
+    device = await pipeline.register(resident_id=resident)
+
+    async def configured() -> bool:
+        zones = pipeline.rules.config_for(device)["geofence"]["zones"]
+        return [z["name"] for z in zones] == ["home"]
+
+    await eventually(configured)
+    # Home, then ~1 km north, then home again (device time runs forward).
+    fixes = [(31.2305, 121.4738, 10), (31.2400, 121.4737, 6), (31.2306, 121.4736, 2)]
+    for lat, lon, minutes_ago in fixes:
+        fix = {"kind": "location", "lat": lat, "lon": lon, "accuracy_m": 10}
+        await pipeline.publish(device, {**fix, "ts": _at(minutes_ago)})
+
+    async def resolved() -> dict[str, object] | None:
+        alerts = await _alerts_of(pipeline, device, "geofence_exit")
+        return alerts[0] if alerts and alerts[0]["status"] == "resolved" else None
+
+    alert = await eventually(resolved)
+    assert alert["count"] == 1 and alert["severity"] == "critical"
