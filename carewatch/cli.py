@@ -11,7 +11,7 @@ from pathlib import Path
 
 import orjson
 
-from carewatch import alerts_cli, decode_cli, registry_cli
+from carewatch import alerts_cli, decode_cli, registry_cli, rules_cli
 from carewatch.settings import ConfigError, Settings
 
 __all__ = ["main"]
@@ -59,7 +59,10 @@ def _parser() -> argparse.ArgumentParser:
         ("telemetry", "telemetry worker: events -> PostgreSQL"),
         ("watch-gateway", "TCP gateway for 3G/4G watches -> MQTT (port CAREWATCH_GATEWAY_PORT)"),
     ):
-        sub.add_parser(name, help=helptext).set_defaults(run=_service(name))
+        service = sub.add_parser(name, help=helptext)
+        service.set_defaults(run=_service(name))
+        if name == "rules":
+            rules_cli.add_check_parser(service)  # `carewatch rules check`
 
     alerts_cli.add_parsers(sub)
 

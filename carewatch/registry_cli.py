@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from carewatch import rules_cli
 from carewatch.broker_sync import sync_broker_auth
 from carewatch.db import DatabaseError, connect_pool
 from carewatch.settings import Settings
@@ -79,6 +80,7 @@ def add_parsers(sub: Any) -> None:
     r_add.add_argument("--home", metavar="LAT,LON", help="home position, WGS-84 degrees")
     r_add.add_argument("--timezone", default="Asia/Shanghai")
     r_add.set_defaults(run=_run(_add_resident))
+    rules_cli.add_configure_parser(r_actions)
 
 
 Action = Callable[[asyncpg.Connection, argparse.Namespace, Settings], Awaitable[int]]

@@ -3,11 +3,14 @@ scenario and the timer rules on a clock the test moves."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
 import pytest
 
+from carewatch.cli import main
 from devices import registry
 from tests.integration.conftest import Pipeline, eventually
 
@@ -109,3 +112,25 @@ async def test_leaving_the_safe_zone_alerts_and_coming_back_resolves(pipeline: P
 
     alert = await eventually(resolved)
     assert alert["count"] == 1 and alert["severity"] == "critical"
+
+
+async def test_resident_overrides_are_validated_before_they_are_stored(
+    pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CAREWATCH_DATABASE_URL", pipeline.stack.database_url)
+    async with pipeline.db.acquire() as conn:
+        resident = await registry.add_resident(conn, name="Zhao Min")
+    bad, good = tmp_path / "bad.json", tmp_path / "good.json"
+    bad.write_text('{"vitals": {"heart_rat": {"critical_low": 38}}}')
+    good.write_text('{"vitals": {"heart_rate": {"critical_low": 38}}}')
+
+    def configure(path: Path) -> int:
+        return main(["residents", "configure", str(resident), "--file", str(path)])
+
+    assert await asyncio.to_thread(configure, bad) == 1
+    assert await asyncio.to_thread(configure, good) == 0
+    stored = await pipeline.db.fetchval(
+        "SELECT overrides FROM resident_rules WHERE resident_id = $1", resident
+    )
+    assert orjson.loads(stored) == {"vitals": {"heart_rate": {"critical_low": 38}}}
+    assert await asyncio.to_thread(main, ["rules", "check"]) == 0
