@@ -134,3 +134,58 @@ async def test_resident_overrides_are_validated_before_they_are_stored(
     )
     assert orjson.loads(stored) == {"vitals": {"heart_rate": {"critical_low": 38}}}
     assert await asyncio.to_thread(main, ["rules", "check"]) == 0
+
+
+async def _resident_device(pipeline: Pipeline, overrides: dict[str, object]) -> str:
+    async with pipeline.db.acquire() as conn:
+        resident = await registry.add_resident(conn, name="Chen Jie")
+        await conn.execute(
+            "INSERT INTO resident_rules (resident_id, overrides) VALUES ($1, $2)",
+            resident, orjson.dumps(overrides).decode(),
+        )  # fmt: skip
+    device = await pipeline.register(resident_id=resident)
+
+    async def configured() -> bool:
+        return pipeline.rules.config_for(device)["resident"] == overrides["resident"]
+
+    await eventually(configured)
+    return device
+
+
+async def test_a_removed_watch_alerts_after_a_while_and_resolves_when_worn(
+    pipeline: Pipeline,
+) -> None:
+    all_day = {"resident": {"timezone": "UTC", "active_hours": "00:00-23:59"}}
+    device = await _resident_device(pipeline, all_day)
+    await pipeline.publish(device, {"kind": "worn", "worn": False})
+    await pipeline.settle(device)
+    pipeline.rules.clock_offset = timedelta(minutes=30)
+    try:
+        await pipeline.rules.tick()
+    finally:
+        pipeline.rules.clock_offset = timedelta(0)
+    (removed,) = await _alerts_of(pipeline, device, "not_worn")
+    assert removed["status"] == "open"
+
+    await pipeline.publish(device, {"kind": "worn", "worn": True})
+
+    async def resolved() -> bool:
+        (alert,) = await _alerts_of(pipeline, device, "not_worn")
+        return alert["status"] == "resolved"
+
+    await eventually(resolved)
+
+
+async def test_a_fall_the_wearer_cancels_is_resolved_but_kept(
+    pipeline: Pipeline, device: str
+) -> None:
+    await pipeline.publish(device, {"kind": "fall", "msg_id": "f1", "ts": _at(1)})
+    await pipeline.wait_alert(device, "fall")
+    await pipeline.publish(device, {"kind": "fall", "cancelled": True, "msg_id": "f1-cancel"})
+
+    async def cancelled() -> dict[str, object] | None:
+        (alert,) = await _alerts_of(pipeline, device, "fall")
+        return alert if alert["status"] == "resolved" else None
+
+    alert = await eventually(cancelled)
+    assert "cancelled by wearer" in str(alert["resolution"])
