@@ -45,7 +45,10 @@ Handler = Callable[[Batch], Awaitable[None]]
 class Positions(Protocol):
     """Where a handler keeps its own record of consumed offsets (e.g. in PostgreSQL, in the
     same transaction as its effects). On assignment the consumer resumes from there, so a
-    handler whose state is stored with its offsets sees every record exactly once."""
+    handler whose state is stored with its offsets sees every record exactly once.
+
+    `revoked` must not return while a batch of those partitions is still being handled:
+    the partitions' next owner loads what that batch stores."""
 
     async def assigned(self, partitions: set[int]) -> dict[int, int]: ...
 
@@ -71,6 +74,10 @@ class BatchConsumer:
         self._handler = handler
         self._max_records = max_records
         self._positions = positions
+        # With `positions`: where each assigned partition's records start to count. aiokafka
+        # starts fetching before the rebalance listener has loaded them, so records of a
+        # partition not in here yet are dropped; the listener's seek fetches them again.
+        self._start: dict[int, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -135,12 +142,27 @@ class BatchConsumer:
         assert self._consumer is not None
         while not self._stopping:
             batch = await self._consumer.getmany(timeout_ms=200, max_records=self._max_records)
+            if self._positions is not None:
+                batch = self._positioned(batch)
             if not batch:
                 continue
             records = [r for part in batch.values() for r in part]
             offsets = {tp.partition: part[-1].offset + 1 for tp, part in batch.items()}
             if await self._handle(self._decode(records, offsets)):
                 await self._commit(batch)
+
+    def _positioned(
+        self, batch: dict[TopicPartition, list[ConsumerRecord]]
+    ) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """The records at or after their partition's start (none while it is unknown)."""
+        kept = {}
+        for tp, records in batch.items():
+            start = self._start.get(tp.partition)
+            if start is not None:
+                records = [r for r in records if r.offset >= start]
+                if records:
+                    kept[tp] = records
+        return kept
 
     def _decode(self, records: list[ConsumerRecord], offsets: dict[int, int]) -> Batch:
         events, partitions = [], []
@@ -208,16 +230,25 @@ class _Rebalance(ConsumerRebalanceListener):
         self._owner = owner
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        if self._owner._positions is not None and revoked:
-            await self._owner._positions.revoked({tp.partition for tp in revoked})
+        owner = self._owner
+        if owner._positions is not None and revoked:
+            for tp in revoked:
+                owner._start.pop(tp.partition, None)
+            await owner._positions.revoked({tp.partition for tp in revoked})
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        positions, consumer = self._owner._positions, self._owner._consumer
+        owner = self._owner
+        positions, consumer = owner._positions, owner._consumer
         if positions is None or consumer is None or not assigned:
             return
         stored = await positions.assigned({tp.partition for tp in assigned})
         for tp in assigned:
-            if tp.partition in stored:
-                consumer.seek(tp, stored[tp.partition])
+            start = stored.get(tp.partition)
+            if start is None:  # never stored: where the group's commit (or the topic) starts
+                start = await consumer.committed(tp)
+            if start is None:
+                start = (await consumer.beginning_offsets([tp]))[tp]
+            consumer.seek(tp, start)
+            owner._start[tp.partition] = start
         log.info("partitions assigned", extra={"worker": self._owner._name,
                  "partitions": sorted(tp.partition for tp in assigned)})  # fmt: skip

@@ -13,6 +13,7 @@ first records). An operator who recreates topics on a real cluster must do the s
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -34,6 +35,9 @@ class RuleStateStore:
         self._states: dict[str, dict[str, Any]] = {}
         self._partition_of: dict[str, int] = {}
         self.owned: set[int] = set()
+        # Held by whoever reads or changes states (a batch, a tick, a rebalance), so a
+        # partition is handed over only after the work on it is stored.
+        self.lock = asyncio.Lock()
 
     def state(self, device_id: str, partition: int | None = None) -> dict[str, Any]:
         """A device's current state ({rule: state}); new devices start empty. Read-only:
@@ -51,7 +55,7 @@ class RuleStateStore:
         return list(self._states)
 
     async def assigned(self, partitions: set[int]) -> dict[int, int]:
-        async with self._pool.acquire() as conn:
+        async with self.lock, self._pool.acquire() as conn:
             rows = await conn.fetch(
                 "SELECT device_id, partition, state FROM rule_state WHERE partition = ANY($1)",
                 list(partitions),
@@ -69,11 +73,12 @@ class RuleStateStore:
         return {r["partition"]: r["next_offset"] for r in offsets}
 
     async def revoked(self, partitions: set[int]) -> None:
-        gone = [d for d, p in self._partition_of.items() if p in partitions]
-        for device_id in gone:
-            self._states.pop(device_id, None)
-            self._partition_of.pop(device_id, None)
-        self.owned -= partitions
+        async with self.lock:
+            gone = [d for d, p in self._partition_of.items() if p in partitions]
+            for device_id in gone:
+                self._states.pop(device_id, None)
+                self._partition_of.pop(device_id, None)
+            self.owned -= partitions
 
     async def save(
         self, conn: asyncpg.Connection, states: dict[str, dict[str, Any]], offsets: dict[int, int]

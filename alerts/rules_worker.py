@@ -53,27 +53,29 @@ class RulesWorker:
         self._configs = configs
         self._rules = rules
         self._clock = clock
-        # Batches and ticks both change state: one at a time.
-        self._busy = asyncio.Lock()
 
     async def handle(self, batch: Batch) -> None:
-        async with self._busy:
+        async with self._store.lock:
             now = self._clock()
             work: States = {}
             decisions: list[Decision] = []
+            owned = self._store.owned  # a rebalance may have taken partitions since the fetch
             for event, partition in zip(batch.events, batch.partitions, strict=True):
+                if partition not in owned:
+                    continue
                 device = event.device_id
                 if device not in work:
                     work[device] = copy.deepcopy(self._store.state(device, partition))
                 ctx = Context(now=now, config=self._configs.for_device(device))
                 for rule in self._rules:
                     decisions += rule.evaluate(event, work[device].setdefault(rule.name, {}), ctx)
-            await self._commit(decisions, work, batch.offsets)
+            offsets = {p: o for p, o in batch.offsets.items() if p in owned}
+            await self._commit(decisions, work, offsets)
 
     async def tick(self) -> None:
         """Run the timer rules for every device this worker owns (silence is a signal)."""
         timers = [rule for rule in self._rules if rule.tick is not None]
-        async with self._busy:
+        async with self._store.lock:
             now = self._clock()
             work: States = {}
             decisions: list[Decision] = []
