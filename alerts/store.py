@@ -1,7 +1,12 @@
 """Alerts in PostgreSQL: rule decisions and operator actions applied, and read back.
 
 Lifecycle: open -> acknowledged -> resolved, or open -> resolved. A resolved alert is
-final: a later alarm of the same device and kind opens a new alert.
+final: a later alarm of the same subject and kind opens a new alert.
+
+Subject: one unresolved alert per subject and kind. For the alarms (`PER_RESIDENT`) the
+subject is the device's resident, so an SOS from a pendant and one from a watch of the same
+person are one alert; for every other kind, and for devices without a resident, it is the
+device, because those conditions clear per device.
 
 Every change writes its `alert_history` row in the same transaction as the change. That
 table is also the outbox of carewatch.alerts.v1 (alerts/outbox.py), so a change is
@@ -26,6 +31,7 @@ from alerts.rules import Decision, RaiseAlert, ResolveAlert
 __all__ = [
     "ALERT_COLUMNS",
     "LIFECYCLE_COLUMNS",
+    "PER_RESIDENT",
     "RULES_ACTOR",
     "acknowledge",
     "apply_decisions",
@@ -37,7 +43,7 @@ __all__ = [
 # What `alerts list` shows (its JSON lines are documented; keep them stable).
 ALERT_COLUMNS = (
     "alert_id, kind, device_id, severity, status, count, first_ts, last_ts, "
-    "opened_at, updated_at, lat, lon, summary"
+    "opened_at, updated_at, lat, lon, summary, resident_id"
 )
 LIFECYCLE_COLUMNS = "acknowledged_at, acknowledged_by, resolved_at, resolved_by, resolution"
 _FULL = f"{ALERT_COLUMNS}, {LIFECYCLE_COLUMNS}"
@@ -45,12 +51,18 @@ _FULL = f"{ALERT_COLUMNS}, {LIFECYCLE_COLUMNS}"
 # The actor of automatic changes in the history.
 RULES_ACTOR = "rules"
 
+# Kinds with one alert per person rather than per device.
+PER_RESIDENT = frozenset({"sos", "fall"})
+
+_RESIDENT = "SELECT resident_id FROM devices WHERE device_id = $1"
+
 _SEEN = "SELECT 1 FROM alert_events WHERE event_id = $1 AND kind = $2"
 
 _UPSERT = f"""
-INSERT INTO alerts AS a (kind, device_id, severity, first_ts, last_ts, lat, lon, summary)
-VALUES ($1, $2, $3, $4, $4, $5, $6, $7)
-ON CONFLICT (device_id, kind) WHERE status <> 'resolved' DO UPDATE SET
+INSERT INTO alerts AS a (kind, device_id, severity, first_ts, last_ts, lat, lon, summary,
+                         resident_id, subject)
+VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (subject, kind) WHERE status <> 'resolved' DO UPDATE SET
     count = a.count + 1,
     -- a repeat may escalate (vitals: warning band, then critical), never de-escalate
     severity = CASE WHEN 'critical' IN (a.severity, EXCLUDED.severity) THEN 'critical'
@@ -69,11 +81,11 @@ ON CONFLICT (device_id, kind) WHERE status <> 'resolved' DO UPDATE SET
 RETURNING {_FULL}, (xmax = 0) AS inserted
 """
 
-# The partial unique index allows one unresolved alert per (device, kind): at most one row.
+# The partial unique index allows one unresolved alert per (subject, kind): at most one row.
 _AUTO_RESOLVE = f"""
 UPDATE alerts SET status = 'resolved', resolved_at = now(), resolved_by = '{RULES_ACTOR}',
     resolution = $3, updated_at = now()
-WHERE device_id = $1 AND kind = $2 AND status <> 'resolved'
+WHERE subject = $1 AND kind = $2 AND status <> 'resolved'
 RETURNING {_FULL}
 """
 
@@ -121,9 +133,11 @@ async def apply_decisions(
 
 
 async def _raise(conn: asyncpg.Connection, d: RaiseAlert) -> dict[str, Any]:
+    resident, subject = await _subject(conn, d.kind, d.device_id)
     row = await conn.fetchrow(
-        _UPSERT, d.kind, d.device_id, d.severity, d.ts, d.lat, d.lon, d.summary
-    )
+        _UPSERT, d.kind, d.device_id, d.severity, d.ts, d.lat, d.lon, d.summary, resident,
+        subject,
+    )  # fmt: skip
     await conn.execute(_LINK, d.key, d.kind, row["alert_id"], d.ts)
     alert = dict(row)
     alert["change"] = "opened" if alert.pop("inserted") else "repeated"
@@ -133,7 +147,8 @@ async def _raise(conn: asyncpg.Connection, d: RaiseAlert) -> dict[str, Any]:
 
 
 async def _auto_resolve(conn: asyncpg.Connection, d: ResolveAlert) -> dict[str, Any] | None:
-    row = await conn.fetchrow(_AUTO_RESOLVE, d.device_id, d.kind, d.reason)
+    _, subject = await _subject(conn, d.kind, d.device_id)
+    row = await conn.fetchrow(_AUTO_RESOLVE, subject, d.kind, d.reason)
     await conn.execute(_LINK, d.key, d.kind, row["alert_id"] if row else None, d.ts)
     if row is None:
         return None  # nothing open: the key is remembered, nothing else happens
@@ -142,6 +157,14 @@ async def _auto_resolve(conn: asyncpg.Connection, d: ResolveAlert) -> dict[str, 
     alert["change"] = "resolved"
     alert["event_id"] = d.key
     return alert
+
+
+async def _subject(conn: asyncpg.Connection, kind: str, device_id: str) -> tuple[int | None, str]:
+    """The device's resident (None if it has none) and whom the alert is about."""
+    resident = await conn.fetchval(_RESIDENT, device_id)
+    if kind in PER_RESIDENT and resident is not None:
+        return resident, f"resident:{resident}"
+    return resident, f"device:{device_id}"
 
 
 async def _record(

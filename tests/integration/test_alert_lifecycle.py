@@ -22,6 +22,7 @@ from alerts.outbox import AlertPublisher
 from alerts.rules import RaiseAlert, ResolveAlert
 from carewatch.cli import main
 from carewatch.kafka import ALERTS_TOPIC
+from devices import registry
 from tests.integration.conftest import Pipeline, eventually
 
 pytestmark = pytest.mark.integration
@@ -358,3 +359,30 @@ async def test_cli_shows_acknowledges_and_resolves(
     assert list(listed) == [c.strip() for c in store.ALERT_COLUMNS.split(",")]
     status, out, _ = await cli("alerts", "list", "--status", "resolved", "--limit", "500")
     assert status == 0 and out.startswith("ID  ") and f"{device}  " in out
+
+
+async def test_one_person_has_one_sos_alert_whichever_device_pressed_but_batteries_apiece(
+    pipeline: Pipeline,
+) -> None:
+    async with pipeline.db.acquire() as conn:
+        resident = await registry.add_resident(conn, name="Sun Li")
+    pendant = await pipeline.register(resident_id=resident)
+    watch = await pipeline.register(resident_id=resident)
+
+    await pipeline.publish(pendant, {"kind": "sos", "msg_id": "p-1"})
+    await pipeline.publish(pendant, {"kind": "battery", "battery_pct": 9})
+    await pipeline.wait_alert(pendant, "battery_low")
+    await pipeline.publish(watch, {"kind": "sos", "msg_id": "w-1"})
+    await pipeline.publish(watch, {"kind": "battery", "battery_pct": 8})
+    await pipeline.wait_alert(watch, "battery_low")  # the watch's events are all through
+
+    rows = await pipeline.db.fetch(
+        "SELECT kind, device_id, count FROM alerts WHERE resident_id = $1 ORDER BY alert_id",
+        resident,
+    )
+    assert {(r["kind"], r["device_id"], r["count"]) for r in rows} == {
+        ("battery_low", pendant, 1),
+        ("battery_low", watch, 1),
+        ("sos", pendant, 2),  # the watch's press counted on the pendant's alert
+    }
+    assert len(rows) == 3
