@@ -24,6 +24,7 @@ from alerts.resident_config import ResidentConfigs
 from alerts.rule_state import RuleStateStore
 from alerts.rules import RULES, Context, Decision, Rule
 from alerts.store import apply_decisions
+from devices.events import ALARM_KINDS
 
 __all__ = ["RulesWorker", "Ticker"]
 
@@ -95,8 +96,19 @@ class RulesWorker:
     async def _commit(
         self, decisions: list[Decision], work: States, offsets: dict[int, int]
     ) -> None:
+        # SOS and fall first, in a transaction of their own: storing a large batch's state
+        # takes hundreds of milliseconds that an alarm should not wait for. Safe because
+        # decisions are idempotent (their keys are stored with them): if the process dies
+        # before the second transaction, the replayed batch re-decides the same alarms
+        # and applying them again changes nothing.
+        alarms = [d for d in decisions if d.kind in ALARM_KINDS]
+        changes = []
+        if alarms:
+            async with self._pool.acquire() as conn:
+                changes += await apply_decisions(conn, alarms)
+        rest = [d for d in decisions if d.kind not in ALARM_KINDS]
         async with self._pool.acquire() as conn, conn.transaction():
-            changes = await apply_decisions(conn, decisions)
+            changes += await apply_decisions(conn, rest)
             await self._store.save(conn, work, offsets)
         self._store.put(work)
         for change in changes:
