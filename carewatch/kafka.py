@@ -23,6 +23,8 @@ EVENTS_TOPIC = "carewatch.events.v1"
 DLQ_TOPIC = "carewatch.dlq.v1"
 ALERTS_TOPIC = "carewatch.alerts.v1"
 
+# How long a fetch may wait for records (see make_consumer).
+_FETCH_WAIT_MS = 20
 # Rejects are rare and read in order by a person, so a few partitions are plenty.
 _DLQ_PARTITIONS = 3
 
@@ -70,7 +72,9 @@ def make_consumer(bootstrap: str, *, group_id: str) -> AIOKafkaConsumer:
     """A group consumer that commits only when told to, starting at the oldest record.
 
     "earliest" because a new group (a fresh deployment, a renamed worker) must not skip
-    SOS events already in the topic.
+    SOS events already in the topic. A short fetch wait because an SOS waits with it: the
+    broker answers a fetch at once when it has records, but tansu (and a quiet Kafka) may
+    hold it for the whole wait (500 ms by default) first.
     """
     return AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -78,4 +82,5 @@ def make_consumer(bootstrap: str, *, group_id: str) -> AIOKafkaConsumer:
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=1048576,
+        fetch_max_wait_ms=_FETCH_WAIT_MS,
     )
