@@ -78,6 +78,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     sim.set_defaults(run=_simulate)
 
+    bench = sub.add_parser("bench", help="measure throughput and SOS->alert latency end to end")
+    bench.add_argument("--short", action="store_true", help="a quick check (under 3 minutes)")
+    bench.add_argument("--rates", help="offered events/s per step, comma-separated")
+    bench.add_argument("--step-seconds", type=float, help="seconds per step")
+    bench.add_argument("--devices", type=int, help="load devices, one MQTT connection each")
+    bench.add_argument("--batch", type=int, help="events per MQTT message (default 5)")
+    bench.add_argument("--report", type=Path, default=Path("bench-report.json"))
+    bench.add_argument("--plot", type=Path, default=Path("bench.png"))
+    bench.set_defaults(run=_bench)
+
     schema = sub.add_parser("schema", help="print the canonical event JSON Schema")
     schema.add_argument("--write", action="store_true", help=f"write it to {SCHEMA_PATH}")
     schema.set_defaults(run=_schema)
@@ -134,6 +144,23 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
 
     asyncio.run(run())
     return 0
+
+
+def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    from dataclasses import replace
+
+    from carewatch.bench import BenchPlan, run_bench
+    from carewatch.logs import setup_logging
+
+    setup_logging(level="WARNING", fmt="text", process_name="bench")
+
+    plan = BenchPlan.short() if args.short else BenchPlan.full()
+    if args.rates:
+        plan = replace(plan, rates=tuple(int(r) for r in args.rates.split(",")))
+    for option, name in (("step_seconds", "step_s"), ("devices", "devices"), ("batch", "batch")):
+        if getattr(args, option) is not None:
+            plan = replace(plan, **{name: getattr(args, option)})
+    return run_bench(settings, plan, report=args.report, plot=args.plot)
 
 
 def _stop_on_signals() -> asyncio.Event:

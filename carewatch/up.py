@@ -27,7 +27,7 @@ from carewatch.embedded.stack import EmbeddedStack
 from carewatch.logs import setup_logging
 from carewatch.settings import Settings
 
-__all__ = ["run_up"]
+__all__ = ["child_env", "run_up", "scrape", "start_services"]
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +54,9 @@ async def _up(settings: Settings, simulate: int) -> int:
         loop.add_signal_handler(sig, stop.set)
     async with AsyncExitStack() as exits:
         stack = await exits.enter_async_context(EmbeddedStack(settings=settings))
-        env = _child_env(settings, stack)
+        env = child_env(settings, stack)
         logs = settings.data_dir.resolve() / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        children: dict[str, tuple[ChildProcess, int]] = {}
-        env["CAREWATCH_GATEWAY_PORT"] = str(await _gateway_port(settings.gateway_port))
-        for name in SERVICES:
-            # Each service logs in to the broker with its role's account.
-            url = stack.mqtt_urls.get(_ROLES.get(name, ""), stack.mqtt_url)
-            children[name] = await _start_service(
-                exits, name, {**env, "CAREWATCH_MQTT_URL": url}, logs
-            )
+        children = await start_services(exits, stack, env, logs, gateway_port=settings.gateway_port)
         if simulate:
             argv = ["simulate", "--devices", str(simulate)]
             fleet = ChildProcess(
@@ -79,11 +71,32 @@ async def _up(settings: Settings, simulate: int) -> int:
     return status
 
 
+async def start_services(
+    exits: AsyncExitStack,
+    stack: EmbeddedStack,
+    env: dict[str, str],
+    logs: Path,
+    *,
+    gateway_port: int,
+) -> dict[str, tuple[ChildProcess, int]]:
+    """Start the carewatch services as children, in order, each healthy before the next;
+    they stop when `exits` closes. Returns each one's process and metrics port; the watch
+    gateway's TCP port is in env["CAREWATCH_GATEWAY_PORT"]."""
+    await asyncio.to_thread(logs.mkdir, parents=True, exist_ok=True)
+    env["CAREWATCH_GATEWAY_PORT"] = str(await _gateway_port(gateway_port))
+    children: dict[str, tuple[ChildProcess, int]] = {}
+    for name in SERVICES:
+        # Each service logs in to the broker with its role's account.
+        url = stack.mqtt_urls.get(_ROLES.get(name, ""), stack.mqtt_url)
+        children[name] = await _start_service(exits, name, {**env, "CAREWATCH_MQTT_URL": url}, logs)
+    return children
+
+
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "carewatch.cli", *args]
 
 
-def _child_env(settings: Settings, stack: EmbeddedStack) -> dict[str, str]:
+def child_env(settings: Settings, stack: EmbeddedStack) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         {
@@ -126,7 +139,8 @@ async def _gateway_port(wanted: int) -> int:
     if wanted and not await port_open("127.0.0.1", wanted):
         return wanted
     port = free_port()
-    log.warning("port %d is taken; the watch gateway listens on %d instead", wanted, port)
+    if wanted:
+        log.warning("port %d is taken; the watch gateway listens on %d instead", wanted, port)
     return port
 
 
@@ -185,8 +199,8 @@ async def _watch(
 async def _status_line(
     conn: asyncpg.Connection, children: dict[str, tuple[ChildProcess, int]]
 ) -> str:
-    ingest = await asyncio.to_thread(_scrape, children["ingest"][1])
-    telemetry = await asyncio.to_thread(_scrape, children["telemetry"][1])
+    ingest = await asyncio.to_thread(scrape, children["ingest"][1])
+    telemetry = await asyncio.to_thread(scrape, children["telemetry"][1])
     open_alerts = await conn.fetchval("SELECT count(*) FROM alerts WHERE status = 'open'")
     return (
         f"events in {ingest.get('carewatch_ingest_events', 0):.0f}"
@@ -196,7 +210,7 @@ async def _status_line(
     )
 
 
-def _scrape(port: int) -> dict[str, float]:
+def scrape(port: int) -> dict[str, float]:
     """Sum of each counter's samples on a process's /metrics (empty if unreachable)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:

@@ -1,0 +1,469 @@
+"""`carewatch bench`: the whole pipeline under stepped load, measured end to end.
+
+It starts the embedded stack and the services exactly as `carewatch up` does (each service
+its own process), registers a fleet of load devices (each with its own broker account and
+MQTT connection) and, per step of offered load:
+
+- offers the rate for `step_s` seconds (simulators/load.py) and injects SOS presses, each
+  from a device of its own, spread over the step;
+- then waits until telemetry has stored everything acknowledged (or `drain_s` passes);
+- measures: the offered and acknowledged rate, the sustained rate (events stored by
+  telemetry during the step, from its counter, over the step's duration), the consumers'
+  Kafka lag at the end of the step, dead-letter records, SOS -> alert latency (publish to
+  the alert row's `opened_at`), and CPU and peak RSS of every process.
+
+At the end it counts, per device, events stored against events sent and acknowledged:
+`lost` (acknowledged, not stored) and `duplicated` (stored beyond what was sent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import platform
+import resource
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+import psutil
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from carewatch.db import connect_pool
+from carewatch.embedded.process import ChildProcess
+from carewatch.embedded.stack import EmbeddedStack
+from carewatch.kafka import EVENTS_TOPIC
+from carewatch.mqtt import MqttClient, with_login
+from carewatch.settings import Settings
+from carewatch.simulate import register_fleet
+from carewatch.up import child_env, scrape, start_services
+from devices.codecs.native import topic_for
+from simulators.load import LoadGenerator, StepLoad
+
+__all__ = ["BenchPlan", "percentiles", "run_bench"]
+
+SHORT_RATES = (1000, 2000, 4000)
+FULL_RATES = (2000, 4000, 6000, 8000, 10000, 12000)
+_WARMUP_SOS = 5
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    rates: tuple[int, ...]
+    step_s: float
+    devices: int
+    batch: int = 5
+    sos_per_step: int = 60
+    drain_s: float = 30.0
+    warmup_s: float = 10.0  # one unreported step first: connections, caches, first alerts
+
+    @classmethod
+    def short(cls) -> BenchPlan:
+        return cls(rates=SHORT_RATES, step_s=15, devices=500, sos_per_step=30, drain_s=15)
+
+    @classmethod
+    def full(cls) -> BenchPlan:
+        return cls(rates=FULL_RATES, step_s=45, devices=1000, sos_per_step=90)
+
+
+def percentiles(values: Iterable[float]) -> dict[str, float | None]:
+    """p50/p95/p99/max by the nearest-rank method (None without values)."""
+    ordered = sorted(values)
+    if not ordered:
+        return {"p50": None, "p95": None, "p99": None, "max": None}
+
+    def rank(p: float) -> float:
+        return ordered[max(0, math.ceil(len(ordered) * p / 100) - 1)]
+
+    return {"p50": rank(50), "p95": rank(95), "p99": rank(99), "max": ordered[-1]}
+
+
+def run_bench(
+    settings: Settings, plan: BenchPlan, *, report: Path | None, plot: Path | None
+) -> int:
+    _raise_fd_limit(plan.devices + plan.sos_per_step * len(plan.rates) + 1024)
+    # A stack of its own, in a fresh directory: a clean database, and no clash with `up`.
+    workdir = Path(tempfile.mkdtemp(prefix="carewatch-bench-"))
+    try:
+        result = asyncio.run(_bench(settings.model_copy(update={"data_dir": workdir}), plan))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    _print_table(result)
+    if report is not None:
+        report.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+        print(f"report: {report}")
+    if plot is not None:
+        _plot(result, plot)
+        print(f"plot: {plot}")
+    return 0 if result["lost"] == 0 and result["duplicated"] == 0 else 1
+
+
+async def _bench(settings: Settings, plan: BenchPlan) -> dict[str, Any]:
+    run = uuid.uuid4().hex[:6]
+    async with AsyncExitStack() as exits:
+        print("starting the embedded stack and the services…", flush=True)
+        stack = await exits.enter_async_context(EmbeddedStack(settings=settings))
+        env = child_env(settings, stack)
+        logs = settings.data_dir.resolve() / "logs"
+        children = await start_services(exits, stack, env, logs, gateway_port=0)
+        load_ids = [f"bench-{run}-{n:05d}" for n in range(plan.devices)]
+        sos_count = plan.sos_per_step * len(plan.rates) + _WARMUP_SOS
+        sos_ids = [f"bench-{run}-sos-{n:04d}" for n in range(sos_count)]
+        print(f"registering {len(load_ids) + len(sos_ids)} devices…", flush=True)
+        secrets = await register_fleet(settings, load_ids + sos_ids, stack.mqtt_url)
+        load = LoadGenerator(
+            url=stack.mqtt_url,
+            protocol=stack.mqtt_protocol,
+            devices={d: secrets[d] for d in load_ids},
+            batch=plan.batch,
+        )
+        print(f"connecting {plan.devices} devices…", flush=True)
+        await load.connect()
+        exits.push_async_callback(load.close)
+        pool = await connect_pool(stack.database_url, min_size=1, max_size=2)
+        exits.push_async_callback(pool.close)
+        meter = Meter(children)
+        print(f"warming up for {plan.warmup_s:.0f} s…", flush=True)
+        warmup = replace(plan, step_s=plan.warmup_s)
+        await _step(
+            plan.rates[0], warmup, load, sos_ids[-_WARMUP_SOS:], secrets, stack, pool, meter
+        )
+        print(_HEADER, flush=True)
+        steps = []
+        for n, rate in enumerate(plan.rates):
+            sos = sos_ids[n * plan.sos_per_step : (n + 1) * plan.sos_per_step]
+            steps.append(await _step(rate, plan, load, sos, secrets, stack, pool, meter))
+            _print_row(steps[-1])
+        lost, duplicated = await _accounting(pool, load)
+        connected = load.connected
+    return _result(plan, steps, lost, duplicated, connected, meter)
+
+
+async def _step(
+    rate: int,
+    plan: BenchPlan,
+    load: LoadGenerator,
+    sos_ids: list[str],
+    secrets: dict[str, str],
+    stack: EmbeddedStack,
+    pool: asyncpg.Pool,
+    meter: Meter,
+) -> dict[str, Any]:
+    stored_before = meter.counter("telemetry", "carewatch_telemetry_rows")
+    rejects_before = meter.counter("ingest", "carewatch_ingest_rejects")
+    meter.start()
+    sampler = asyncio.create_task(meter.sample_until_cancelled())
+    presses = asyncio.create_task(_press_sos(sos_ids, plan.step_s, stack, secrets))
+    offered: StepLoad = await load.drive(rate, plan.step_s)
+    pressed = await presses
+    stored_in_step = meter.counter("telemetry", "carewatch_telemetry_rows") - stored_before
+    lag = await _lag(stack, pool)
+    await _drain(meter, stored_before, offered.events_acked + len(sos_ids), plan.drain_s)
+    sampler.cancel()
+    await asyncio.gather(sampler, return_exceptions=True)
+    latencies = await _sos_latencies(pool, pressed, plan.drain_s)
+    return {
+        "target_events_per_s": rate,
+        "offered_events_per_s": round(offered.offered_events_per_s, 1),
+        "acked_events": offered.events_acked,
+        "publish_errors": offered.errors,
+        "sustained_events_per_s": round(stored_in_step / offered.seconds, 1),
+        "kafka_lag_at_end": lag,
+        "dlq": meter.counter("ingest", "carewatch_ingest_rejects") - rejects_before,
+        "sos_sent": len(pressed),
+        "sos_alerted": len(latencies),
+        "sos_latency_ms": percentiles(latencies),
+        "processes": meter.usage(),
+    }
+
+
+async def _press_sos(
+    devices: list[str], seconds: float, stack: EmbeddedStack, secrets: dict[str, str]
+) -> dict[str, float]:
+    """One SOS per device, spread over the step; returns each press's wall-clock time."""
+    pressed: dict[str, float] = {}
+    gap = seconds / (len(devices) + 1)
+    for device in devices:
+        await asyncio.sleep(gap)
+        client = MqttClient(
+            url=with_login(stack.mqtt_url, device, secrets[device]),
+            client_id=device,
+            protocol=stack.mqtt_protocol,
+        )
+        await client.start()
+        try:
+            body = orjson.dumps({"kind": "sos", "msg_id": f"{device}-1"})
+            pressed[device] = time.time()
+            await client.publish(topic_for(device), body)
+        finally:
+            await client.stop()
+    return pressed
+
+
+async def _drain(meter: Meter, before: float, expected: int, within: float) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if meter.counter("telemetry", "carewatch_telemetry_rows") - before >= expected:
+            return
+        await asyncio.sleep(0.2)
+
+
+async def _sos_latencies(
+    pool: asyncpg.Pool, pressed: dict[str, float], within: float
+) -> list[float]:
+    deadline = time.monotonic() + within
+    while True:
+        rows = await pool.fetch(
+            "SELECT device_id, opened_at FROM alerts WHERE kind = 'sos' AND device_id = ANY($1)",
+            list(pressed),
+        )
+        if len(rows) >= len(pressed) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    return [(r["opened_at"].timestamp() - pressed[r["device_id"]]) * 1000 for r in rows]
+
+
+async def _lag(stack: EmbeddedStack, pool: asyncpg.Pool) -> dict[str, int]:
+    """Records in carewatch.events.v1 not yet consumed: telemetry by its committed offsets,
+    rules by the positions it stores in PostgreSQL."""
+    settings = stack.settings
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=stack.kafka_bootstrap, group_id=settings.telemetry_group
+    )
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(EVENTS_TOPIC) or set()
+        tps = [TopicPartition(EVENTS_TOPIC, p) for p in parts]
+        ends = await consumer.end_offsets(tps)
+        telemetry = 0
+        for tp in tps:  # read after `ends`: a consumer may be past them by now
+            telemetry += max(0, ends[tp] - ((await consumer.committed(tp)) or 0))
+    finally:
+        await consumer.stop()
+    rows = await pool.fetch(
+        "SELECT partition, next_offset FROM consumer_positions WHERE group_id = $1 AND topic = $2",
+        settings.rules_group, EVENTS_TOPIC,
+    )  # fmt: skip
+    done = {r["partition"]: r["next_offset"] for r in rows}
+    rules = sum(max(0, ends[tp] - done.get(tp.partition, 0)) for tp in tps)
+    return {"telemetry": telemetry, "rules": rules}
+
+
+async def _accounting(pool: asyncpg.Pool, load: LoadGenerator) -> tuple[int, int]:
+    rows = await pool.fetch(
+        "SELECT device_id, count(*) AS n FROM events WHERE device_id = ANY($1) GROUP BY 1",
+        list(load.sent),
+    )
+    stored = {r["device_id"]: r["n"] for r in rows}
+    lost = sum(max(0, acked - stored.get(d, 0)) for d, acked in load.acked.items())
+    duplicated = sum(max(0, stored.get(d, 0) - sent) for d, sent in load.sent.items())
+    return lost, duplicated
+
+
+class Meter:
+    """CPU and peak RSS per process group, and the services' counters."""
+
+    GROUPS = ("ingest", "rules", "telemetry", "watch-gateway", "postgres", "tansu",
+              "mosquitto", "load generator")  # fmt: skip
+
+    def __init__(self, children: dict[str, tuple[ChildProcess, int]]) -> None:
+        self._ports = {name: port for name, (_, port) in children.items()}
+        self._cpu0: dict[str, float] = {}
+        self._t0 = 0.0
+        self._peak: dict[str, int] = {}
+
+    def counter(self, service: str, name: str) -> float:
+        return scrape(self._ports[service]).get(name, 0.0)
+
+    def start(self) -> None:
+        self._cpu0 = self._cpu()
+        self._t0 = time.monotonic()
+        self._peak = {}
+
+    async def sample_until_cancelled(self) -> None:
+        while True:
+            for group, rss in self._rss().items():
+                self._peak[group] = max(self._peak.get(group, 0), rss)
+            await asyncio.sleep(1.0)
+
+    def usage(self) -> dict[str, dict[str, float]]:
+        wall = time.monotonic() - self._t0
+        cpu = self._cpu()
+        return {
+            group: {
+                "cpu_pct": round(100 * (cpu.get(group, 0) - self._cpu0.get(group, 0)) / wall, 1),
+                "peak_rss_mb": round(self._peak.get(group, 0) / 2**20, 1),
+            }
+            for group in self.GROUPS
+            if group in cpu
+        }
+
+    def _processes(self) -> dict[str, list[psutil.Process]]:
+        me = psutil.Process()
+        groups: dict[str, list[psutil.Process]] = {"load generator": [me]}
+        for proc in me.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                group = _group(proc.cmdline())
+                if group:
+                    groups.setdefault(group, []).append(proc)
+        return groups
+
+    def _cpu(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for group, procs in self._processes().items():
+            for proc in procs:
+                with contextlib.suppress(psutil.Error):
+                    times = proc.cpu_times()
+                    out[group] = out.get(group, 0.0) + times.user + times.system
+        return out
+
+    def _rss(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for group, procs in self._processes().items():
+            for proc in procs:
+                with contextlib.suppress(psutil.Error):
+                    out[group] = out.get(group, 0) + proc.memory_info().rss
+        return out
+
+
+def _group(cmdline: list[str]) -> str | None:
+    text = " ".join(cmdline)
+    for service in ("watch-gateway", "telemetry", "rules", "ingest"):
+        if f"carewatch.cli {service}" in text:
+            return service
+    for name in ("postgres", "tansu", "mosquitto"):
+        if name in text:
+            return name
+    return None
+
+
+def _result(
+    plan: BenchPlan,
+    steps: list[dict[str, Any]],
+    lost: int,
+    duplicated: int,
+    connected: int,
+    meter: Meter,
+) -> dict[str, Any]:
+    # Sustained: the highest step whose offered load was stored within the step (95 %).
+    kept_up = [s for s in steps if s["sustained_events_per_s"] >= 0.95 * s["offered_events_per_s"]]
+    best = max(kept_up or steps, key=lambda s: s["sustained_events_per_s"])
+    return {
+        "sustained_events_per_s": best["sustained_events_per_s"],
+        "sos_latency_ms": best["sos_latency_ms"],
+        "lost": lost,
+        "duplicated": duplicated,
+        "devices_connected": connected,
+        "plan": {
+            "rates": list(plan.rates),
+            "step_s": plan.step_s,
+            "devices": plan.devices,
+            "batch": plan.batch,
+            "sos_per_step": plan.sos_per_step,
+        },
+        "steps": steps,
+        "machine": _machine(),
+        "at": datetime.now(UTC).isoformat(),
+    }
+
+
+def _machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "load_average": os.getloadavg(),
+    }
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def _raise_fd_limit(wanted: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = min(max(soft, wanted), hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+_HEADER = (
+    f"{'target/s':>9} {'offered/s':>10} {'stored/s':>9} {'lag':>7} {'dlq':>5} "
+    f"{'sos p50':>8} {'p95':>6} {'p99':>6} {'max':>6} {'cpu% ingest/tele/rules/pg/load':>32}"
+)
+
+
+def _print_row(step: dict[str, Any]) -> None:
+    lat = step["sos_latency_ms"]
+    procs = step["processes"]
+    cpu = "/".join(
+        f"{procs.get(g, {}).get('cpu_pct', 0):.0f}"
+        for g in ("ingest", "telemetry", "rules", "postgres", "load generator")
+    )
+    lag = sum(step["kafka_lag_at_end"].values())
+    print(
+        f"{step['target_events_per_s']:>9} {step['offered_events_per_s']:>10.0f} "
+        f"{step['sustained_events_per_s']:>9.0f} {lag:>7} {step['dlq']:>5.0f} "
+        f"{_ms(lat['p50']):>8} {_ms(lat['p95']):>6} {_ms(lat['p99']):>6} {_ms(lat['max']):>6} "
+        f"{cpu:>32}",
+        flush=True,
+    )
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def _print_table(result: dict[str, Any]) -> None:
+    lat = result["sos_latency_ms"]
+    print(
+        f"\nsustained {result['sustained_events_per_s']:.0f} events/s · SOS->alert at that load"
+        f" p50 {_ms(lat['p50'])} / p95 {_ms(lat['p95'])} / p99 {_ms(lat['p99'])} /"
+        f" max {_ms(lat['max'])} ms · lost {result['lost']} · duplicated"
+        f" {result['duplicated']} · devices connected {result['devices_connected']}"
+    )
+
+
+def _plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = result["steps"]
+    offered = [s["offered_events_per_s"] for s in steps]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 7), sharex=True)
+    top.plot(offered, [s["sustained_events_per_s"] for s in steps], "o-", label="stored")
+    top.plot(offered, offered, ":", color="grey", label="offered")
+    top.set_ylabel("events/s")
+    top.legend()
+    top.set_title("carewatch bench: " + result["machine"]["cpu_model"][:40])
+    for key in ("p50", "p99", "max"):
+        values = [s["sos_latency_ms"][key] for s in steps]
+        bottom.plot(
+            offered, [v if v is not None else float("nan") for v in values], "o-", label=key
+        )
+    bottom.set_ylabel("SOS -> alert, ms")
+    bottom.set_xlabel("offered events/s")
+    bottom.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
