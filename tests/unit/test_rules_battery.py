@@ -48,6 +48,18 @@ def test_charging_resolves_before_the_threshold() -> None:
     assert _levels(device, 11, start=5) != []  # unplugged while still low: low again
 
 
+def test_a_battery_still_rising_on_the_charger_is_not_low_again() -> None:
+    # Resolved as charging at 10 %, still under low_pct: the readings that follow while it
+    # charges must not open a second alert (they did: 13 % raised, 19 % resolved again).
+    device = Device(RULE)
+    decisions = _levels(device, 14, 9, 4, 6, 10, 13, 13, 15, 19, 24)
+    assert [type(d).__name__ for d in decisions] == ["RaiseAlert", "ResolveAlert"]
+    resolve = decisions[1]
+    assert isinstance(resolve, ResolveAlert)
+    assert resolve.reason == "charging: battery up from 4% to 10%"
+    assert _levels(device, 14, 12, start=10) != []  # drained below low_pct again: low again
+
+
 def test_a_late_reading_changes_nothing() -> None:
     device = Device(RULE)
     assert _levels(device, 10, start=5) != []
