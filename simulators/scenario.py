@@ -1,23 +1,32 @@
 """Scripted scenarios: what one resident's device sends, and the alerts that must follow.
 
-A scenario file (YAML, `simulators/scenarios/*.yaml`) is shared by the tests and by demos.
-It names the resident's rule overrides, a list of steps, and the alerts an operator should
-then see, exactly, once each:
+A scenario file (YAML, `simulators/scenarios/*.yaml`, named by its file) is shared by the
+tests and by demos. It names the resident's rule overrides, a list of steps, and the alerts
+an operator should then see, exactly:
 
     description: a watch that goes silent
-    resident: {timezone: UTC, overrides: {...}}   # optional
+    resident:                                     # optional: a resident is registered
+      timezone: Asia/Shanghai                     # IANA name (default UTC)
+      overrides: {resident: {active_hours: "00:00-24:00"}}   # as in deploy/rules.toml
     start: now            # or a local time "23:00": the latest one far enough in the past
     steps:
-      - {at: -2m, send: {kind: heartbeat}}        # native payload; `ts` comes from `at`
+      - {at: -2m, send: {kind: heartbeat, msg_id: hb-1}}   # a native-format event
       - {advance: 20m}                            # time passes, nothing arrives: timers run
-      - {at: 0m, send: {kind: heartbeat}}
-    expect:
-      - {kind: device_offline, status: resolved}  # count 1 unless stated
+      - {at: 0m, send: {kind: heartbeat, msg_id: hb-2}}
+    expect:                                       # one entry per alert, and no other alert
+      - {kind: device_offline, status: resolved}  # also: count (repeats, default 1),
+                                                  # severity, resolution (part of the note)
 
-Steps are played in order. `at` is device time relative to `start`, so a scenario of hours
-plays in seconds: events are back-dated, never dated ahead of the real clock (ingest would
-reject them as from the future). `advance` moves the rules worker's clock forward and runs
-its timers: a test moves a test clock; against a live system it means waiting that long.
+Steps are played in order. `send` is one event of the native format (docs/native-format.md)
+without `ts` and `device_id`: `at` dates it, device time relative to `start`, so a scenario
+of hours plays in seconds: events are back-dated, never dated after the moment they are sent
+(ingest would reject them as from the future). `advance` moves the rules worker's clock
+forward and runs its timers: a test moves a test clock; against a live system it means
+waiting that long while the worker's own ticker runs. The player sends as fast as it can,
+and ingest admits a burst of 60 messages per device (`device_burst`): keep to fewer sends.
+
+The resident's time zone is the registry's and the rules' (it is copied into the
+overrides), so a local `start` and the rules' local-time windows agree.
 """
 
 from __future__ import annotations
@@ -27,18 +36,24 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import orjson
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from devices.codecs import native
+from devices.errors import DecodeError
 
 __all__ = [
     "SCENARIO_DIR",
     "Expected",
+    "Resident",
     "Scenario",
     "ScenarioError",
     "Step",
     "load_scenario",
+    "parse_duration",
     "play",
     "scenario_files",
 ]
@@ -49,6 +64,8 @@ SCENARIO_DIR = Path(__file__).parent / "scenarios"
 _MARGIN = timedelta(minutes=5)
 _DURATION = re.compile(r"([+-]?)(\d+(?:\.\d+)?)(s|m|h)")
 _UNITS = {"s": 1, "m": 60, "h": 3600}
+# Any fixed instant will do: a `send` is checked for its fields, not its time.
+_CHECK_TS = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 class ScenarioError(ValueError):
@@ -71,7 +88,7 @@ class _Strict(BaseModel):
 
 
 class Step(_Strict):
-    """Send a native payload at device time `at`, or let `advance` pass without events."""
+    """Send a native event at device time `at`, or let `advance` pass without events."""
 
     at: timedelta | None = None
     send: dict[str, Any] | None = None
@@ -82,32 +99,73 @@ class Step(_Strict):
     def _duration(cls, value: Any) -> Any:
         return parse_duration(value) if isinstance(value, str | int | float) else value
 
+    @field_validator("send")
+    @classmethod
+    def _native(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        if "ts" in value or "device_id" in value:
+            raise ValueError("`send` has no ts (`at` sets it) and no device_id (the player's)")
+        try:  # the codec ingest runs, so a typo fails here rather than in the dead letters
+            native.decode(orjson.dumps({**value, "ts": _CHECK_TS}), "scenario", _CHECK_TS)
+        except (DecodeError, TypeError) as exc:
+            raise ValueError(f"not a native event: {exc}") from None
+        return value
+
     @model_validator(mode="after")
     def _one_action(self) -> Step:
         if (self.send is None) == (self.advance is None):
             raise ValueError("a step either sends (at + send) or advances (advance)")
-        if self.send is not None:
-            if self.at is None:
-                raise ValueError("a step that sends needs `at` (device time, e.g. -10m)")
-            if "kind" not in self.send or "ts" in self.send:
-                raise ValueError("`send` needs a kind and no ts (`at` sets it)")
+        if self.send is not None and self.at is None:
+            raise ValueError("a step that sends needs `at` (device time, e.g. -10m)")
         if self.advance is not None and (self.at is not None or self.advance <= timedelta(0)):
             raise ValueError("`advance` takes a positive duration and no `at`")
         return self
 
 
 class Expected(_Strict):
-    """One alert the scenario must leave behind."""
+    """One alert the scenario must leave behind (two alerts of a kind: two entries)."""
 
-    kind: str
+    kind: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     status: Literal["open", "acknowledged", "resolved"]
-    count: int = Field(1, ge=1)
+    count: int = Field(1, ge=1)  # the alert's count: the raises folded into it
+    severity: Literal["critical", "warning", "info"] | None = None
     resolution: str | None = None  # a substring of the alert's resolution note
 
 
 class Resident(_Strict):
+    """Who wears the device: registered (with `overrides` as their rule configuration)
+    whenever the scenario names one."""
+
     timezone: str = "UTC"
     overrides: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_time_zone(cls, data: Any) -> Any:
+        """The time zone once, in the registry and the overrides alike: the rules read the
+        overrides' one, and a resident is registered only with overrides."""
+        if not isinstance(data, dict) or not data:
+            return data  # no resident: the device runs on the rules.toml defaults
+        overrides = data.get("overrides") or {}
+        inner = overrides.get("resident", {}) if isinstance(overrides, dict) else None
+        if not isinstance(inner, dict):
+            return data  # the field validators say what is wrong
+        given, configured = data.get("timezone"), inner.get("timezone")
+        if given is not None and configured is not None and given != configured:
+            raise ValueError(f"timezone {given!r} but overrides.resident.timezone {configured!r}")
+        zone = given or configured or "UTC"
+        resident = {**inner, "timezone": zone}
+        return {**data, "timezone": zone, "overrides": {**overrides, "resident": resident}}
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"not an IANA time zone: {value!r}") from None
+        return value
 
 
 class Scenario(_Strict):
@@ -131,6 +189,8 @@ class Scenario(_Strict):
             s.at is not None and s.at > timedelta(0) for s in self.steps
         ):
             raise ValueError("with start: now, every `at` must be 0 or negative (device time)")
+        if self.start != "now" and not self.resident.overrides:
+            raise ValueError("a local start needs the resident (and so their time zone)")
         return self
 
     def start_time(self, now: datetime) -> datetime:
@@ -152,6 +212,7 @@ def scenario_files() -> list[Path]:
 
 
 def load_scenario(path: Path) -> Scenario:
+    """Parse and validate one file; a `ScenarioError` names the file and each problem."""
     try:
         doc = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -161,10 +222,14 @@ def load_scenario(path: Path) -> Scenario:
     try:
         return Scenario.model_validate({"name": path.stem, **doc})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'scenario'}: {e['msg']}" for e in exc.errors()
-        )
-        raise ScenarioError(f"{path.name}: {problems}") from None
+        raise ScenarioError(f"{path.name}: {_problems(exc)}") from None
+
+
+def _problems(exc: ValidationError) -> str:
+    """`steps.2.send: Value error, not a native event: ...` for each error, `; `-joined."""
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'scenario'}: {e['msg']}" for e in exc.errors()
+    )
 
 
 Publish = Callable[[dict[str, Any]], Awaitable[None]]

@@ -247,7 +247,7 @@ class RulesProcess:
     def __init__(self, *, stack: EmbeddedStack, pool: asyncpg.Pool, group_id: str) -> None:
         self._stack = stack
         self._pool = pool
-        self._group = group_id
+        self.group_id = group_id
         self.clock_offset = timedelta(0)
         self.worker: RulesWorker | None = None
         self._consumer: BatchConsumer | None = None
@@ -259,12 +259,12 @@ class RulesProcess:
     async def start(self) -> None:
         self._configs = ResidentConfigs(pool=self._pool, refresh_s=0.5)
         await self._configs.start()
-        store = RuleStateStore(pool=self._pool, group_id=self._group, topic=EVENTS_TOPIC)
+        store = RuleStateStore(pool=self._pool, group_id=self.group_id, topic=EVENTS_TOPIC)
         self.worker = RulesWorker(
             pool=self._pool, store=store, configs=self._configs, clock=self.now
         )
         self._consumer = BatchConsumer(
-            name="rules", bootstrap=self._stack.kafka_bootstrap, group_id=self._group,
+            name="rules", bootstrap=self._stack.kafka_bootstrap, group_id=self.group_id,
             handler=self.worker.handle, positions=store,
         )  # fmt: skip
         await self._consumer.start()

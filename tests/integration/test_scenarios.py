@@ -1,58 +1,88 @@
 """Every scenario in simulators/scenarios/ through the real pipeline (MQTT -> ingest ->
 Kafka -> rules -> PostgreSQL): its device's alerts must be exactly the ones it expects.
 
-A new scenario file is tested by being there. `advance` steps move the rules worker's test
-clock and run its timers, once the worker has handled everything sent before them.
+A new scenario file is tested by being there. Before an `advance` (the rules worker's test
+clock moves and its timers run) and before the alerts are compared, the test waits until
+the rules worker has consumed every record the device's messages became on the events
+topic, redeliveries included: its offsets stored in PostgreSQL are past them.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+import pytest_asyncio
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from carewatch.cli import main
+from carewatch.kafka import EVENTS_TOPIC
 from devices import registry
-from simulators.scenario import Scenario, load_scenario, play, scenario_files
+from simulators.scenario import Expected, Scenario, load_scenario, play, scenario_files
 from tests.integration.conftest import Pipeline, eventually
 
 pytestmark = pytest.mark.integration
 
+# device id -> [(partition, offset)] of its records on the events topic
+Landed = dict[str, list[tuple[int, int]]]
+
+
+@pytest_asyncio.fixture(scope="module")
+async def landed(pipeline: Pipeline) -> AsyncIterator[Landed]:
+    """Where each device's events land on the events topic, from the module's start on."""
+    found: Landed = {}
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=pipeline.stack.kafka_bootstrap, enable_auto_commit=False
+    )
+    await consumer.start()
+    numbers = consumer.partitions_for_topic(EVENTS_TOPIC)
+    assert numbers, f"{EVENTS_TOPIC} has no partitions"
+    parts = [TopicPartition(EVENTS_TOPIC, p) for p in numbers]
+    consumer.assign(parts)
+    await consumer.seek_to_end(*parts)
+    for part in parts:  # resolve the positions now: everything published later is read
+        await consumer.position(part)
+
+    async def read() -> None:
+        async for record in consumer:
+            found.setdefault(record.key.decode(), []).append((record.partition, record.offset))
+
+    reader = asyncio.create_task(read())
+    yield found
+    reader.cancel()
+    await asyncio.gather(reader, return_exceptions=True)
+    await consumer.stop()
+
 
 @pytest.mark.parametrize("path", scenario_files(), ids=lambda p: p.stem)
 async def test_scenario_produces_exactly_its_expected_alerts(
-    pipeline: Pipeline, path: Path
+    pipeline: Pipeline, landed: Landed, path: Path
 ) -> None:
     scenario = load_scenario(path)
     device = await _device_for(pipeline, scenario)
-    sent: set[tuple[str, str]] = set()
+    published = 0
 
     async def publish(payload: dict[str, Any]) -> None:
-        sent.add((payload["kind"], str(payload["msg_id"])))
+        nonlocal published
         await pipeline.publish(device, payload)
+        published += 1
 
     async def advance(by: timedelta) -> None:
-        await _rules_caught_up(pipeline, device, len(sent))
+        await _through_rules(pipeline, landed, device, published)
         pipeline.rules.clock_offset += by
         await pipeline.rules.tick()
 
     try:
         await play(scenario, publish=publish, advance=advance)
-        await _rules_caught_up(pipeline, device, len(sent))
+        await _through_rules(pipeline, landed, device, published)
     finally:
         pipeline.rules.clock_offset = timedelta(0)
-
-    alerts = await pipeline.alerts(device)
-    got = sorted((a["kind"], a["status"], a["count"]) for a in alerts)
-    assert got == sorted((e.kind, e.status, e.count) for e in scenario.expect), scenario.name
-    for expected in scenario.expect:
-        if expected.resolution is not None:
-            (alert,) = [a for a in alerts if a["kind"] == expected.kind]
-            assert expected.resolution in (alert["resolution"] or ""), alert
+    _assert_exactly(scenario, await pipeline.alerts(device))
 
 
 async def _device_for(pipeline: Pipeline, scenario: Scenario) -> str:
@@ -69,29 +99,66 @@ async def _device_for(pipeline: Pipeline, scenario: Scenario) -> str:
             resident, orjson.dumps(overrides).decode(),
         )  # fmt: skip
     device = await pipeline.register(resident_id=resident)
-    await eventually(lambda: _async(_within(overrides, pipeline.rules.config_for(device))))
+
+    async def configured() -> bool:
+        return _within(overrides, pipeline.rules.config_for(device))
+
+    # Bad overrides would leave the defaults in place (and wait here): the unit tests
+    # check every scenario's overrides as `carewatch rules check` does.
+    await eventually(configured)
     return device
 
 
-async def _rules_caught_up(pipeline: Pipeline, device: str, events: int) -> None:
-    """Once telemetry stored `events` events of the device, and the rules worker's stored
-    state has heard the newest of them (every event moves device_offline's `last_heard`)."""
+async def _through_rules(pipeline: Pipeline, landed: Landed, device: str, published: int) -> None:
+    """Until the rules worker's stored offset is past the device's newest record, once
+    each message published so far is a record (a repeat is one too, and must be counted
+    once by the rules, not merely arrive). A rejected message fails with its reason."""
+    group = pipeline.rules.group_id  # whose offsets, with its state, are in PostgreSQL
 
     async def probe() -> bool:
-        row = await pipeline.db.fetchrow(
-            "SELECT count(*) AS n, max(received_at) AS newest FROM events WHERE device_id = $1",
-            device,
-        )
-        if row["n"] < events:
+        rejects = {
+            f"{r['reason']}: {r['detail']}" for r in pipeline.dlq if r["device_id"] == device
+        }
+        assert not rejects, f"ingest rejected scenario steps: {sorted(rejects)}"
+        records = landed.get(device, [])
+        if len(records) < published:
             return False
-        heard = await pipeline.db.fetchval(
-            "SELECT (state -> 'device_offline' ->> 'last_heard')::timestamptz"
-            " FROM rule_state WHERE device_id = $1",
-            device,
-        )
-        return heard is not None and heard >= row["newest"]
+        partition, newest = max(records)  # one device, one partition
+        done = await pipeline.db.fetchval(
+            "SELECT next_offset FROM consumer_positions"
+            " WHERE group_id = $1 AND topic = $2 AND partition = $3",
+            group, EVENTS_TOPIC, partition,
+        )  # fmt: skip
+        return done is not None and done > newest
 
     await eventually(probe)
+
+
+def _assert_exactly(scenario: Scenario, alerts: list[dict[str, Any]]) -> None:
+    """Each expected alert matches its own alert, and no alert is left over."""
+    left = list(alerts)
+    # The most specific expectations first, so a vaguer one cannot take their alert.
+    for expected in sorted(
+        scenario.expect, key=lambda e: (e.resolution is None, e.severity is None)
+    ):
+        match = next((a for a in left if _matches(expected, a)), None)
+        assert match is not None, f"{scenario.name}: no alert like {expected!r} in {_brief(alerts)}"
+        left.remove(match)
+    assert not left, f"{scenario.name}: alerts it does not expect: {_brief(left)}"
+
+
+def _matches(expected: Expected, alert: dict[str, Any]) -> bool:
+    return (
+        (alert["kind"], alert["status"], alert["count"])
+        == (expected.kind, expected.status, expected.count)
+        and expected.severity in (None, alert["severity"])
+        and (expected.resolution is None or expected.resolution in (alert["resolution"] or ""))
+    )
+
+
+def _brief(alerts: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    keys = ("kind", "status", "count", "severity", "resolution")
+    return [tuple(a[k] for k in keys) for a in alerts]
 
 
 def _within(wanted: Any, actual: Any) -> bool:
@@ -107,10 +174,6 @@ def _within(wanted: Any, actual: Any) -> bool:
             and all(_within(w, a) for w, a in zip(wanted, actual, strict=True))
         )
     return bool(wanted == actual)
-
-
-async def _async(value: bool) -> bool:
-    return value
 
 
 async def test_the_cli_plays_a_scenario_as_a_new_device_and_checks_its_alerts(
