@@ -21,6 +21,7 @@ __all__ = [
     "INTERNAL_ERROR",
     "PAYLOAD_TOO_LARGE",
     "RATE_LIMITED",
+    "REDATED_KINDS",
     "TIMESTAMP_IN_FUTURE",
     "UNKNOWN_DEVICE",
     "UNROUTABLE_TOPIC",
@@ -88,18 +89,25 @@ def only_alarms(events: list[Event], codec: str) -> tuple[list[Event], list[Reje
     return alarms, [Reject(RATE_LIMITED, f"{dropped} event(s) over the device's rate", codec)]
 
 
+# Kept at their receive time when their device time is in the future: the alarms, and the
+# state changes that raise alerts (leaving a zone, taking a watch off). A device reports
+# these when they happen, so the receive time is close to the truth, and a device whose
+# clock runs ahead (a watch set to local time) must not lose them.
+REDATED_KINDS = ALARM_KINDS | {"geofence", "worn"}
+
+
 def check_times(
     events: list[Event], received_at: datetime, max_ahead: timedelta, codec: str
 ) -> tuple[list[Event], list[Reject]]:
-    """Refuse events dated too far ahead of their arrival; alarms get the receive time
-    instead, with the device's claim kept in `device_ts` (their id does not change)."""
+    """Refuse events dated too far ahead of their arrival; `REDATED_KINDS` get the receive
+    time instead, with the device's claim kept in `device_ts` (their id does not change)."""
     kept: list[Event] = []
     rejects: list[Reject] = []
     limit = received_at + max_ahead
     for event in events:
         if event.ts <= limit:
             kept.append(event)
-        elif event.kind in ALARM_KINDS:
+        elif event.kind in REDATED_KINDS:
             kept.append(event.model_copy(update={"ts": received_at, "device_ts": event.ts}))
         else:
             ahead = (event.ts - received_at).total_seconds()
