@@ -155,10 +155,10 @@ CHIRPSTACK_DOC_TOPIC = (
 CHIRPSTACK_HEARD = datetime(2022, 7, 18, 9, 34, 15, 775023, tzinfo=UTC)
 
 
-def _with(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
-    """A copy of `doc` with the dotted `path` set to `value` (or removed, for `...`)."""
+def _with(doc: dict[str, Any], path: str | tuple[str, ...], value: Any) -> dict[str, Any]:
+    """A copy of `doc` with `path` (dotted, or the keys) set to `value` (removed, for `...`)."""
     out = copy.deepcopy(doc)
-    *parents, last = path.split(".")
+    *parents, last = path.split(".") if isinstance(path, str) else path
     node = out
     for key in parents:
         node = node.setdefault(key, {})
@@ -589,12 +589,13 @@ _plausible = st.sampled_from(
 )
 
 
-def _paths(doc: dict[str, Any], prefix: str = "") -> list[str]:
+def _paths(doc: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every key path; as tuples, since a mutation may put a key with a dot in it."""
     out = []
     for key, value in doc.items():
-        out.append(prefix + key)
+        out.append((*prefix, key))
         if isinstance(value, dict):
-            out.extend(_paths(value, f"{prefix}{key}."))
+            out.extend(_paths(value, (*prefix, key)))
     return out
 
 
