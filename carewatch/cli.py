@@ -67,9 +67,33 @@ def _parser() -> argparse.ArgumentParser:
     alerts_cli.add_parsers(sub)
 
     sim = sub.add_parser("simulate", help="run simulated devices against the MQTT broker")
-    sim.add_argument("--devices", type=int, default=10)
+    sim.add_argument("--devices", type=int, default=10, help="devices, one connection each")
+    sim.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="events/s offered by the whole fleet (default: the devices' natural intervals)",
+    )
+    sim.add_argument(
+        "--mix",
+        default=None,
+        help="device types and shares, e.g. watch:60,button:20,phone:20 (default watch:70,"
+        "button:30)",
+    )
     sim.add_argument("--duration", type=float, default=None, help="seconds (default: forever)")
     sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument(
+        "--duplicates",
+        type=float,
+        default=None,
+        help="share of messages sent twice with the same msg_id (default 0.002)",
+    )
+    sim.add_argument(
+        "--late",
+        type=float,
+        default=None,
+        help="share of messages held back and sent 5-60 s late (default 0.002)",
+    )
     sim.add_argument(
         "--sos-mean-interval",
         type=float,
@@ -121,24 +145,43 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     from carewatch.logs import setup_logging
-    from carewatch.simulate import register_fleet
-    from simulators.fleet import plan_fleet, run_fleet
+    from carewatch.simulate import raise_fd_limit, register_fleet
+    from simulators import fleet
 
     setup_logging(level=settings.log_level, fmt=settings.log_format, process_name="simulate")
+    try:
+        mix = fleet.parse_mix(args.mix) if args.mix else None
+        plan = fleet.plan_fleet(args.devices, mix)
+        fleet.speed_for(plan, args.rate)
+        shares = (args.duplicates or 0.0, args.late or 0.0)
+        if min(shares) < 0 or sum(shares) > 1:
+            raise ValueError("--duplicates and --late must be >= 0 and add up to at most 1")
+    except ValueError as exc:
+        print(f"carewatch simulate: {exc}", file=sys.stderr)
+        return 2
+    raise_fd_limit(args.devices + 256)  # a socket per device
+    quirks = {
+        name: value
+        for name, value in (("duplicate_share", args.duplicates), ("late_share", args.late))
+        if value is not None
+    }
 
     async def run() -> None:
-        plan = plan_fleet(args.devices)
         url = settings.require_mqtt_url("devices")
-        secrets = await register_fleet(settings, [device_id for _, device_id in plan], url)
-        stats = await run_fleet(
+        formats = {device_id: fleet.FORMATS[kind] for kind, device_id in plan}
+        secrets = await register_fleet(settings, list(formats), url, formats)
+        stats = await fleet.run_fleet(
             mqtt_url=url,
             devices=args.devices,
             duration=args.duration,
+            mix=mix,
             seed=args.seed,
             protocol=settings.mqtt_protocol,
             sos_mean_interval=args.sos_mean_interval,
             stop=_stop_on_signals(),
             secrets=secrets,
+            rate=args.rate,
+            **quirks,
         )
         print(orjson.dumps(stats.summary()).decode())
 

@@ -4,6 +4,8 @@ like real ones, so the demo runs through the same checks production does."""
 from __future__ import annotations
 
 import logging
+import resource
+from collections.abc import Mapping
 
 import asyncpg
 
@@ -11,41 +13,60 @@ from carewatch.broker_sync import sync_broker_auth, wait_for_account
 from carewatch.db import connect_pool
 from carewatch.settings import Settings
 from devices import registry
+from devices.codecs import get_codec
 from devices.errors import RegistryError
 
-__all__ = ["register_fleet"]
+__all__ = ["raise_fd_limit", "register_fleet"]
 
 log = logging.getLogger(__name__)
 
 
 async def register_fleet(
-    settings: Settings, device_ids: list[str], mqtt_url: str
+    settings: Settings,
+    device_ids: list[str],
+    mqtt_url: str,
+    formats: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Register (or re-key) every simulated device; returns their secrets once the broker
-    admits them."""
+    admits them. `formats`: device id -> registry format (default native)."""
+    formats = formats or {}
     pool = await connect_pool(settings.require_database_url(), min_size=1, max_size=1)
     secrets: dict[str, str] = {}
     try:
         async with pool.acquire() as conn, conn.transaction():
             for device_id in device_ids:
-                secrets[device_id] = await _account(conn, device_id)
+                fmt = formats.get(device_id, "native")
+                secrets[device_id] = await _account(conn, device_id, fmt)
         async with pool.acquire() as conn:
             log.info(await sync_broker_auth(conn, settings))
     finally:
         await pool.close()
     if device_ids:
         last = device_ids[-1]
-        await wait_for_account(mqtt_url, last, secrets[last], protocol=settings.mqtt_protocol)
+        account = get_codec(formats.get(last, "native")).broker_account
+        username = account(last)[0] if account is not None else last
+        await wait_for_account(mqtt_url, username, secrets[last], protocol=settings.mqtt_protocol)
     return secrets
 
 
-async def _account(conn: asyncpg.Connection, device_id: str) -> str:
+async def _account(conn: asyncpg.Connection, device_id: str, fmt: str) -> str:
     try:
         device = await registry.get_device(conn, device_id)
     except RegistryError:
-        _, secret = await registry.add_device(conn, device_id=device_id, format="native")
+        _, secret = await registry.add_device(conn, device_id=device_id, format=fmt)
         assert secret is not None
         return secret
     if not device.active:
         await registry.set_status(conn, device_id, "active")
     return await registry.issue_secret(conn, device_id)
+
+
+def raise_fd_limit(wanted: int) -> int:
+    """Raise this process's open-file soft limit towards `wanted` (at most the hard limit):
+    every simulated device holds a socket. Returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    ceiling = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if ceiling > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
+        return ceiling
+    return soft

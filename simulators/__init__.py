@@ -2,7 +2,9 @@
 
 - `simulators.native`: the native-format encoder, the inverse of `devices.codecs.native`.
 - `simulators.behaviours`: what each kind of device says and when (pure, seeded).
-- `simulators.fleet`: many devices, one MQTT connection each, for demos and load tests.
+- `simulators.phone`: an OwnTracks phone as a fleet device (behaviour + the app's bytes).
+- `simulators.fleet`: many devices, one MQTT connection each, for demos and load tests
+  (`carewatch simulate --devices N --rate R --mix watch:60,button:20,phone:20`).
 """
 
 from __future__ import annotations

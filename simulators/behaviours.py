@@ -14,10 +14,17 @@ from typing import Any, ClassVar, Protocol
 
 from simulators.native import Message
 
-__all__ = ["DEVICE_TYPES", "HOME_CENTRE", "CallButton", "Device", "Watch"]
+__all__ = ["DEVICE_TYPES", "HOME_CENTRE", "CallButton", "Device", "Watch", "local_hour"]
 
 HOME_CENTRE = (31.23, 121.47)  # Shanghai, People's Square
 _M_PER_DEG = 111_320.0  # metres per degree of latitude (and of longitude at the equator)
+_UTC_OFFSET_S = 8 * 3600  # the simulated residents live in China Standard Time
+_DAYTIME = (7.0, 21.0)  # local hours a resident is up and about (and the watch off charge)
+
+
+def local_hour(ts: float) -> float:
+    """The residents' local time of day, in hours (0 <= h < 24)."""
+    return ((ts + _UTC_OFFSET_S) % 86400) / 3600
 
 
 class Device(Protocol):
@@ -31,9 +38,12 @@ class Device(Protocol):
 class _Timed:
     """Named timers; each firing returns one message and how long until the next."""
 
-    def __init__(self, device_id: str, rng: random.Random) -> None:
+    def __init__(self, device_id: str, rng: random.Random, speed: float = 1.0) -> None:
+        if speed <= 0:
+            raise ValueError(f"speed must be > 0, got {speed}")
         self.device_id = device_id
         self._rng = rng
+        self._speed = speed  # > 1: every timer runs that many times faster (load tests)
         self._next: dict[str, float] = {}
 
     def next_at(self) -> float:
@@ -54,7 +64,10 @@ class _Timed:
 
     def _jittered(self, period: float) -> float:
         # Real devices' timers drift; exact periods would keep a whole fleet in lockstep.
-        return period * self._rng.uniform(0.95, 1.05)
+        return self._every(period) * self._rng.uniform(0.95, 1.05)
+
+    def _every(self, period: float) -> float:
+        return period / self._speed
 
 
 class Watch(_Timed):
@@ -68,6 +81,7 @@ class Watch(_Timed):
     HEARTBEAT_EVERY = 60.0
     ROAM_M = 400.0
     DRAIN_PCT_PER_S = 2.0 / 3600  # a watch lasts about two days on a charge
+    CHARGE_PCT_PER_S = 40.0 / 3600  # on the charger: full in about two hours
     _PULL_HOME = 0.005  # per frame: a random walk that drifts back, so it stays near home
     _STRIDE_M = 0.6
 
@@ -78,8 +92,9 @@ class Watch(_Timed):
         rng: random.Random,
         start: float,
         centre: tuple[float, float] = HOME_CENTRE,
+        speed: float = 1.0,
     ) -> None:
-        super().__init__(device_id, rng)
+        super().__init__(device_id, rng, speed)
         self.home = (centre[0] + rng.uniform(-0.04, 0.04), centre[1] + rng.uniform(-0.04, 0.04))
         self._offset_m = (0.0, 0.0)  # east, north of home
         self._resting_hr = rng.uniform(65.0, 80.0)
@@ -93,7 +108,7 @@ class Watch(_Timed):
             "heartbeat": self.HEARTBEAT_EVERY,
         }
         for name, period in periods.items():
-            self._next[name] = start + rng.uniform(0, period)
+            self._next[name] = start + rng.uniform(0, self._every(period))
 
     @property
     def position(self) -> tuple[float, float]:
@@ -107,13 +122,16 @@ class Watch(_Timed):
             return self._location_frame(now), self._jittered(self.LOCATION_EVERY)
         if name == "vitals":
             return [self._vitals(now)], self._jittered(self.VITALS_EVERY)
-        return [{"kind": "heartbeat", "ts": now}], self.HEARTBEAT_EVERY
+        return [{"kind": "heartbeat", "ts": now}], self._every(self.HEARTBEAT_EVERY)
 
     def _location_frame(self, now: float) -> Message:
         """One frame, three facts, as real watches send them."""
-        moved = self._walk()
-        self._steps += int(moved / self._STRIDE_M) + self._rng.randint(0, 15)
-        self._battery = max(1.0, self._battery - (now - self._last_frame) * self.DRAIN_PCT_PER_S)
+        hour = local_hour(now)
+        if int((now + _UTC_OFFSET_S) // 86400) != int((self._last_frame + _UTC_OFFSET_S) // 86400):
+            self._steps = 0  # the step counter starts again at local midnight
+        moved = self._walk() if _DAYTIME[0] <= hour < _DAYTIME[1] else 0.0
+        self._steps += int(moved / self._STRIDE_M) + (self._rng.randint(0, 15) if moved else 0)
+        self._battery = self._charge(now - self._last_frame, hour)
         self._last_frame = now
         lat, lon = self.position
         return [
@@ -128,6 +146,12 @@ class Watch(_Timed):
             {"kind": "activity", "ts": now, "steps": self._steps},
         ]
 
+    def _charge(self, elapsed: float, hour: float) -> float:
+        """Drains all day; on the charger overnight (from 21:00) until full."""
+        if hour >= _DAYTIME[1] or hour < _DAYTIME[0]:
+            return min(100.0, self._battery + elapsed * self.CHARGE_PCT_PER_S)
+        return max(1.0, self._battery - elapsed * self.DRAIN_PCT_PER_S)
+
     def _walk(self) -> float:
         """One step of the walk; returns the metres moved."""
         east, north = self._offset_m
@@ -140,7 +164,10 @@ class Watch(_Timed):
         return math.hypot(new_east - east, new_north - north)
 
     def _vitals(self, now: float) -> dict[str, Any]:
-        heart_rate = min(90.0, max(60.0, self._rng.gauss(self._resting_hr, 4.0)))
+        # A daily rhythm: lowest around 04:00 in the wearer's night, highest mid-afternoon.
+        rhythm = 6.0 * math.sin(2 * math.pi * (local_hour(now) - 10.0) / 24.0)
+        mean = self._resting_hr + rhythm
+        heart_rate = min(95.0, max(55.0, self._rng.gauss(mean, 4.0)))
         return {
             "kind": "vitals",
             "ts": now,
@@ -166,18 +193,19 @@ class CallButton(_Timed):
         rng: random.Random,
         start: float,
         sos_mean_interval: float = 180.0,
+        speed: float = 1.0,
     ) -> None:
         if sos_mean_interval <= 0:
             raise ValueError(f"sos_mean_interval must be > 0, got {sos_mean_interval}")
-        super().__init__(device_id, rng)
+        super().__init__(device_id, rng, speed)
         self._sos_rate = 1.0 / sos_mean_interval
-        self._next["heartbeat"] = start + rng.uniform(0, self.HEARTBEAT_EVERY)
-        self._next["sos"] = start + rng.uniform(*self.FIRST_SOS)
+        self._next["heartbeat"] = start + rng.uniform(0, self._every(self.HEARTBEAT_EVERY))
+        self._next["sos"] = start + self._every(rng.uniform(*self.FIRST_SOS))
 
     def _fire(self, name: str, now: float) -> tuple[Message, float]:
         if name == "sos":
             return [{"kind": "sos", "ts": now}], self._rng.expovariate(self._sos_rate)
-        return [{"kind": "heartbeat", "ts": now}], self.HEARTBEAT_EVERY
+        return [{"kind": "heartbeat", "ts": now}], self._every(self.HEARTBEAT_EVERY)
 
 
 # Fleet mix keys -> device classes (also the prefix of their device ids).

@@ -3,6 +3,13 @@
 Each device has its own connection (client id = device id, clean session), as hardware
 does, so the broker sees as many sessions as there are devices, and one asyncio task that
 sleeps until its next message is due and publishes it with QoS 1.
+
+Types (`mix` keys): `watch` and `button` speak the native JSON format, `phone` is an
+OwnTracks phone (`owntracks/{user}/phone`, broker user = the OwnTracks user). With `rate`,
+every device's timers are sped up by one factor so the fleet offers about `rate` events/s
+in all; without it devices keep their natural intervals. Like real devices, a few
+messages are sent twice (the same bytes, so the same msg_ids: the pipeline drops the copy)
+and a few are held back and sent late, with their original device time.
 """
 
 from __future__ import annotations
@@ -15,13 +22,26 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from carewatch.mqtt import MqttClient, MqttError, with_login
-from simulators.behaviours import DEVICE_TYPES, CallButton, Device
+from simulators.behaviours import CallButton, Device, Watch
 from simulators.native import Encoder, Message
+from simulators.phone import OwnTracksUplink, Phone, phone_id
 
-__all__ = ["CONNECT_CONCURRENCY", "DEFAULT_MIX", "FleetStats", "plan_fleet", "run_fleet"]
+__all__ = [
+    "CONNECT_CONCURRENCY",
+    "DEFAULT_MIX",
+    "FORMATS",
+    "NATURAL_EVENTS_PER_S",
+    "TYPES",
+    "FleetStats",
+    "login_name",
+    "parse_mix",
+    "plan_fleet",
+    "run_fleet",
+    "speed_for",
+]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +55,26 @@ PUBLISH_TIMEOUT = 10.0
 # healthy broker, and a publish still waiting for a lost broker should not hold shutdown.
 _STOP_GRACE = 2.0
 _RECONNECT_CAP = 30.0
+# What real devices do now and then: a message sent twice (lost PUBACK), one sent late.
+DUPLICATE_SHARE = 0.002
+LATE_SHARE = 0.002
+_LATE_S = (5.0, 60.0)
+
+TYPES: tuple[str, ...] = ("watch", "button", "phone")
+# Registry format per type.
+FORMATS: Mapping[str, str] = {"watch": "native", "button": "native", "phone": "owntracks"}
+# Events per second one device of each type offers at its natural intervals.
+NATURAL_EVENTS_PER_S: Mapping[str, float] = {
+    "watch": 3 / Watch.LOCATION_EVERY + 1 / Watch.VITALS_EVERY + 1 / Watch.HEARTBEAT_EVERY,
+    "button": 1 / CallButton.HEARTBEAT_EVERY,  # + an SOS every few minutes
+    "phone": Phone.EVENTS_PER_S,
+}
+
+
+class _Uplink(Protocol):
+    topic: str
+
+    def encode(self, message: Message) -> bytes: ...
 
 
 @dataclass
@@ -44,6 +84,8 @@ class FleetStats:
     messages: int = 0
     events_by_kind: Counter[str] = field(default_factory=Counter)
     sos_sent: int = 0
+    duplicates: int = 0  # events sent again with the same msg_id (the pipeline drops them)
+    late: int = 0  # events held back and sent late (counted in `events` once sent)
     errors: int = 0  # publishes failed, timed out or abandoned at stop; devices crashed
     connect_errors: int = 0  # connection attempts that failed (devices keep retrying)
     connected: int = 0  # devices that got a connection
@@ -66,6 +108,8 @@ class FleetStats:
             "events": self.events,
             "events_by_kind": dict(sorted(self.events_by_kind.items())),
             "sos_sent": self.sos_sent,
+            "duplicates": self.duplicates,
+            "late": self.late,
             "errors": self.errors,
             "connect_errors": self.connect_errors,
         }
@@ -82,21 +126,63 @@ class _Fleet:
     stats: FleetStats
     halt: asyncio.Event
     connecting: asyncio.Semaphore
-    secrets: Mapping[str, str]  # device id -> broker secret (user name = device id)
+    secrets: Mapping[str, str]  # device id -> broker secret (user name: `login_name`)
+    speed: float = 1.0
+    duplicate_share: float = DUPLICATE_SHARE
+    late_share: float = LATE_SHARE
+    late_tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
-def plan_fleet(devices: int, mix: Mapping[str, int] | None = None) -> list[tuple[str, str]]:
-    """(type, device_id) for each device, e.g. ("watch", "watch-0001").
+def parse_mix(text: str) -> dict[str, int]:
+    """`watch:60,button:20,phone:20` -> {"watch": 60, "button": 20, "phone": 20}."""
+    mix: dict[str, int] = {}
+    for part in text.split(","):
+        kind, sep, share = part.strip().partition(":")
+        if not sep or kind not in TYPES or not share.strip().isdigit():
+            raise ValueError(f"bad mix entry {part!r}: want type:share, types {', '.join(TYPES)}")
+        mix[kind] = mix.get(kind, 0) + int(share)
+    if sum(mix.values()) <= 0:
+        raise ValueError(f"bad mix {text!r}: the shares add up to 0")
+    return mix
+
+
+def speed_for(plan: list[tuple[str, str]], rate: float | None) -> float:
+    """The factor on every device's timers that makes the fleet offer `rate` events/s."""
+    natural = sum(NATURAL_EVENTS_PER_S[kind] for kind, _ in plan)
+    if rate is None or natural == 0:
+        return 1.0
+    if rate <= 0:
+        raise ValueError(f"rate must be > 0 events/s, got {rate}")
+    speed = rate / natural
+    phones = sum(1 for kind, _ in plan if kind == "phone")
+    if phones and speed * Phone.EVENTS_PER_S > Phone.MAX_EVENTS_PER_S:
+        # Phones top out at a fix a second: the other devices make up the rest.
+        others = natural - phones * Phone.EVENTS_PER_S
+        if others > 0:
+            speed = max(speed, (rate - phones * Phone.MAX_EVENTS_PER_S) / others)
+    return speed
+
+
+def login_name(kind: str, device_id: str) -> str:
+    """The broker user name a device logs in with (OwnTracks: the user, not the id)."""
+    return device_id.partition(":")[0] if kind == "phone" else device_id
+
+
+def plan_fleet(
+    devices: int, mix: Mapping[str, int] | None = None, *, prefix: str = ""
+) -> list[tuple[str, str]]:
+    """(type, device_id) for each device, e.g. ("watch", "watch-0001"),
+    ("phone", "phone-0001:phone"); `prefix` goes in front of every id.
 
     `mix` gives each type's share in percent (normalised, so any weights will do); counts
     are rounded by largest remainder, so they add up to `devices`.
     """
     mix = DEFAULT_MIX if mix is None else mix
-    unknown = sorted(set(mix) - set(DEVICE_TYPES))
+    unknown = sorted(set(mix) - set(TYPES))
     if unknown or devices < 0 or any(v < 0 for v in mix.values()) or sum(mix.values()) <= 0:
         raise ValueError(
             f"bad fleet: devices={devices}, mix={dict(mix)} "
-            f"(types: {', '.join(DEVICE_TYPES)}; shares >= 0, not all 0)"
+            f"(types: {', '.join(TYPES)}; shares >= 0, not all 0)"
         )
     total = sum(mix.values())
     exact = {kind: devices * share / total for kind, share in mix.items()}
@@ -104,7 +190,16 @@ def plan_fleet(devices: int, mix: Mapping[str, int] | None = None) -> list[tuple
     by_remainder = sorted(mix, key=lambda kind: exact[kind] - counts[kind], reverse=True)
     for kind in by_remainder[: devices - sum(counts.values())]:
         counts[kind] += 1
-    return [(kind, f"{kind}-{n:04d}") for kind, n_of in counts.items() for n in range(1, n_of + 1)]
+    return [
+        (kind, _device_id(prefix, kind, n))
+        for kind, n_of in counts.items()
+        for n in range(1, n_of + 1)
+    ]
+
+
+def _device_id(prefix: str, kind: str, n: int) -> str:
+    name = f"{prefix}{kind}-{n:04d}"
+    return phone_id(name) if kind == "phone" else name
 
 
 async def run_fleet(
@@ -118,11 +213,20 @@ async def run_fleet(
     sos_mean_interval: float = 180.0,
     stop: asyncio.Event | None = None,
     secrets: Mapping[str, str] | None = None,
+    rate: float | None = None,
+    duplicate_share: float = DUPLICATE_SHARE,
+    late_share: float = LATE_SHARE,
+    prefix: str = "",
 ) -> FleetStats:
     """Run `devices` virtual devices until `duration` seconds pass or `stop` is set, then
-    disconnect them all. Failed publishes are counted in the stats, never raised."""
+    disconnect them all. Failed publishes are counted in the stats, never raised.
+
+    `rate`: events/s the whole fleet offers (None: the devices' natural intervals)."""
     if sos_mean_interval <= 0:
         raise ValueError(f"sos_mean_interval must be > 0, got {sos_mean_interval}")
+    if min(duplicate_share, late_share) < 0 or duplicate_share + late_share > 1:
+        raise ValueError("duplicate and late shares must be >= 0 and add up to at most 1")
+    plan = plan_fleet(devices, mix, prefix=prefix)
     fleet = _Fleet(
         mqtt_url,
         protocol,
@@ -132,13 +236,16 @@ async def run_fleet(
         asyncio.Event(),
         asyncio.Semaphore(CONNECT_CONCURRENCY),
         secrets or {},
+        speed=speed_for(plan, rate),
+        duplicate_share=duplicate_share,
+        late_share=late_share,
     )
-    plan = plan_fleet(devices, mix)
     log.info(
         "fleet starting",
         extra={
             "devices": len(plan),
             "seed": seed,
+            "speed": round(fleet.speed, 3),
             "mix": dict(Counter(kind for kind, _ in plan)),
             "mqtt_url": _redact(mqtt_url),
         },
@@ -153,7 +260,7 @@ async def run_fleet(
         await _until_stopped(tasks, stop, duration)
     finally:
         fleet.halt.set()
-        await _drain(tasks)
+        await _drain(tasks + list(fleet.late_tasks))
     log.info("fleet stopped", extra=fleet.stats.summary())
     return fleet.stats
 
@@ -195,28 +302,39 @@ def _device_done(task: asyncio.Task[None], stats: FleetStats) -> None:
 
 async def _run_device(kind: str, device_id: str, fleet: _Fleet) -> None:
     secret = fleet.secrets.get(device_id)
-    url = with_login(fleet.url, device_id, secret) if secret else fleet.url
+    url = with_login(fleet.url, login_name(kind, device_id), secret) if secret else fleet.url
     client = MqttClient(url=url, client_id=device_id, protocol=fleet.protocol)
     try:
         if not await _connect(client, device_id, fleet):
             return
         fleet.stats.connected += 1
         device = _make_device(kind, device_id, fleet, start=time.time())
-        await _publish_loop(client, device, Encoder(device_id), fleet)
+        await _publish_loop(client, device, _uplink(kind, device_id, fleet), fleet)
     finally:
         await client.stop()
+
+
+def _uplink(kind: str, device_id: str, fleet: _Fleet) -> _Uplink:
+    if kind == "phone":
+        return OwnTracksUplink(device_id, rng=random.Random(f"{fleet.seed}/uplink/{device_id}"))
+    return Encoder(device_id)
 
 
 def _make_device(kind: str, device_id: str, fleet: _Fleet, *, start: float) -> Device:
     # Seeded by device id, not by position in the plan: a device behaves the same
     # whatever the size or mix of the fleet around it.
     rng = random.Random(f"{fleet.seed}/{device_id}")
-    cls = DEVICE_TYPES[kind]
-    if cls is CallButton:
+    if kind == "button":
         return CallButton(
-            device_id, rng=rng, start=start, sos_mean_interval=fleet.sos_mean_interval
+            device_id,
+            rng=rng,
+            start=start,
+            sos_mean_interval=fleet.sos_mean_interval,
+            speed=fleet.speed,
         )
-    return cls(device_id, rng=rng, start=start)
+    if kind == "phone":
+        return Phone(device_id, rng=rng, start=start, speed=fleet.speed)
+    return Watch(device_id, rng=rng, start=start, speed=fleet.speed)
 
 
 async def _connect(client: MqttClient, device_id: str, fleet: _Fleet) -> bool:
@@ -244,23 +362,57 @@ async def _connect(client: MqttClient, device_id: str, fleet: _Fleet) -> bool:
         delay_cap = min(delay_cap * 2, _RECONNECT_CAP)
 
 
-async def _publish_loop(
-    client: MqttClient, device: Device, encoder: Encoder, fleet: _Fleet
-) -> None:
+async def _publish_loop(client: MqttClient, device: Device, uplink: _Uplink, fleet: _Fleet) -> None:
+    rng = random.Random(f"{fleet.seed}/quirks/{device.device_id}")
     while not await _sleep_until(device.next_at(), fleet.halt):
         # Never earlier than the timer: the loop's clock and the wall clock differ slightly.
         now = max(time.time(), device.next_at())
         for message in device.due(now):
-            await _publish(client, encoder, message, fleet.stats)
+            payload = uplink.encode(message)
+            draw = rng.random()
+            if draw < fleet.late_share:
+                _send_late(client, uplink, message, payload, fleet, rng.uniform(*_LATE_S))
+                continue
+            if await _publish(client, uplink, message, payload, fleet.stats):
+                if draw < fleet.late_share + fleet.duplicate_share:
+                    await _publish_again(client, uplink, message, payload, fleet.stats)
+
+
+def _send_late(
+    client: MqttClient,
+    uplink: _Uplink,
+    message: Message,
+    payload: bytes,
+    fleet: _Fleet,
+    delay: float,
+) -> None:
+    """Hold a message back (out of coverage, a flaky modem) and send it `delay` s later."""
+
+    async def later() -> None:
+        if not await _sleep_until(time.time() + delay, fleet.halt):
+            if await _publish(client, uplink, message, payload, fleet.stats):
+                fleet.stats.late += len(message)
+
+    task = asyncio.create_task(later(), name=f"{uplink.topic} late")
+    fleet.late_tasks.add(task)
+    task.add_done_callback(fleet.late_tasks.discard)
+
+
+async def _publish_again(
+    client: MqttClient, uplink: _Uplink, message: Message, payload: bytes, stats: FleetStats
+) -> None:
+    """The same bytes again, as a device does that never saw its PUBACK."""
+    with contextlib.suppress(MqttError, TimeoutError):
+        await asyncio.wait_for(client.publish(uplink.topic, payload, qos=1), PUBLISH_TIMEOUT)
+        stats.duplicates += len(message)
 
 
 async def _publish(
-    client: MqttClient, encoder: Encoder, message: Message, stats: FleetStats
-) -> None:
+    client: MqttClient, uplink: _Uplink, message: Message, payload: bytes, stats: FleetStats
+) -> bool:
+    """Publish with QoS 1; True once acknowledged (and counted)."""
     try:
-        await asyncio.wait_for(
-            client.publish(encoder.topic, encoder.encode(message), qos=1), PUBLISH_TIMEOUT
-        )
+        await asyncio.wait_for(client.publish(uplink.topic, payload, qos=1), PUBLISH_TIMEOUT)
     except asyncio.CancelledError:
         stats.errors += 1  # abandoned at stop: not known to have arrived
         raise
@@ -269,13 +421,14 @@ async def _publish(
         log.warning(
             "publish failed",
             extra={
-                "device_id": encoder.device_id,
+                "topic": uplink.topic,
                 "kinds": [item["kind"] for item in message],
                 "error": str(exc) or type(exc).__name__,
             },
         )
-        return
+        return False
     stats.record(message)
+    return True
 
 
 async def _sleep_until(at: float, halt: asyncio.Event) -> bool:

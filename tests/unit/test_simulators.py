@@ -13,20 +13,31 @@ from typing import Any
 import orjson
 import pytest
 
+from devices.codecs import owntracks as owntracks_codec
 from devices.codecs.native import decode, device_from_topic
 from devices.events import Event
-from simulators.behaviours import CallButton, Device, Watch
-from simulators.fleet import FleetStats, plan_fleet
+from simulators.behaviours import CallButton, Device, Watch, local_hour
+from simulators.fleet import (
+    FORMATS,
+    NATURAL_EVENTS_PER_S,
+    FleetStats,
+    login_name,
+    parse_mix,
+    plan_fleet,
+    speed_for,
+)
 from simulators.native import Encoder, Message, encode
+from simulators.phone import OwnTracksUplink, Phone, phone_id
 
-START = datetime(2025, 3, 1, 8, 0, tzinfo=UTC).timestamp()
+START = datetime(2025, 3, 1, 8, 0, tzinfo=UTC).timestamp()  # 16:00 in Shanghai
+MORNING = datetime(2025, 3, 1, 0, 0, tzinfo=UTC).timestamp()  # 08:00 in Shanghai
 HOUR = 3600.0
 
 
-def _run(device: Device, seconds: float) -> list[tuple[float, Message]]:
+def _run(device: Device, seconds: float, start: float = START) -> list[tuple[float, Message]]:
     """Every message the device sends in its first `seconds`, with the time it was due."""
     out: list[tuple[float, Message]] = []
-    while (at := device.next_at()) <= START + seconds:
+    while (at := device.next_at()) <= start + seconds:
         out.extend((at, message) for message in device.due(at))
     return out
 
@@ -62,7 +73,8 @@ def test_watch_hour_round_trips_through_the_codec() -> None:
 
 
 def test_watch_readings_are_plausible() -> None:
-    events = _decode_all(watch := _watch(seed=7), _run(watch, 6 * HOUR))
+    watch = Watch("watch-0001", rng=random.Random(7), start=MORNING)
+    events = _decode_all(watch, _run(watch, 6 * HOUR, MORNING))  # 08:00-14:00, up and about
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for event in events:
         by_kind.setdefault(event.kind, []).append(event.model_dump())
@@ -72,7 +84,7 @@ def test_watch_readings_are_plausible() -> None:
         north = (loc["lat"] - home_lat) * 111_320
         east = (loc["lon"] - home_lon) * 111_320 * math.cos(math.radians(home_lat))
         assert math.hypot(east, north) <= Watch.ROAM_M + 1
-    assert all(60 <= v["heart_rate_bpm"] <= 90 for v in by_kind["vitals"])
+    assert all(55 <= v["heart_rate_bpm"] <= 95 for v in by_kind["vitals"])
     assert all(95 <= v["spo2_pct"] <= 99 for v in by_kind["vitals"])
     battery = [b["battery_pct"] for b in by_kind["battery"]]
     assert battery == sorted(battery, reverse=True) and 5 <= battery[0] - battery[-1] <= 20
@@ -167,3 +179,96 @@ def test_fleet_stats_count_events_by_kind() -> None:
     assert stats.messages == stats.events == sum(stats.events_by_kind.values())
     assert stats.sos_sent == stats.events_by_kind["sos"] > 0
     assert orjson.loads(orjson.dumps(stats.summary()))["sos_sent"] == stats.sos_sent
+
+
+def _day(watch: Watch, start: float) -> dict[str, list[tuple[float, dict[str, Any]]]]:
+    by_kind: dict[str, list[tuple[float, dict[str, Any]]]] = {}
+    for at, message in _run(watch, 24 * HOUR, start):
+        for item in message:
+            by_kind.setdefault(item["kind"], []).append((local_hour(at), item))
+    return by_kind
+
+
+def test_watch_has_a_daily_rhythm() -> None:
+    midnight = MORNING - 8 * HOUR  # 00:00 in Shanghai
+    day = _day(Watch("watch-0001", rng=random.Random(5), start=midnight), midnight)
+    night_hr = [v["heart_rate_bpm"] for h, v in day["vitals"] if 2 <= h < 6]
+    afternoon_hr = [v["heart_rate_bpm"] for h, v in day["vitals"] if 14 <= h < 18]
+    assert statistics.fmean(afternoon_hr) - statistics.fmean(night_hr) > 6
+    night_steps = {a["steps"] for h, a in day["activity"] if h < 6.9}
+    assert night_steps == {0}  # asleep: no steps
+    evening_steps = [a["steps"] for h, a in day["activity"] if 21 <= h]
+    assert evening_steps[0] > 1000 and len(set(evening_steps)) == 1  # stopped walking
+    charging = [b["battery_pct"] for h, b in day["battery"] if 21.1 <= h]
+    assert charging == sorted(charging) and charging[-1] > charging[0]  # on the charger
+
+
+def test_steps_start_again_at_local_midnight() -> None:
+    evening = MORNING + 12 * HOUR  # 20:00 in Shanghai
+    watch = Watch("watch-0001", rng=random.Random(2), start=evening)
+    frames = [
+        (local_hour(at), m[2]["steps"]) for at, m in _run(watch, 6 * HOUR, evening) if len(m) == 3
+    ]
+    before = [s for h, s in frames if 20 <= h < 21]
+    after = [s for h, s in frames if h < 6]
+    assert before[-1] > 0 and after and set(after) == {0}
+
+
+def test_speed_scales_every_timer() -> None:
+    fast = Watch("watch-0001", rng=random.Random(1), start=START, speed=10.0)
+    kinds = Counter(m[0]["kind"] for _, m in _run(fast, HOUR / 10))
+    assert 110 <= kinds["location"] <= 130 and kinds["heartbeat"] == 60
+    with pytest.raises(ValueError):
+        Watch("watch-0001", rng=random.Random(1), start=START, speed=0)
+
+
+def test_phone_round_trips_through_the_owntracks_codec() -> None:
+    phone = Phone(phone_id("phone-0001"), rng=random.Random(1), start=START)
+    uplink = OwnTracksUplink(phone.device_id, rng=random.Random(1))
+    assert uplink.topic == "owntracks/phone-0001/phone"
+    assert owntracks_codec.device_from_topic(uplink.topic) == phone.device_id
+    timeline = _run(phone, HOUR)
+    assert 27 <= len(timeline) <= 33  # a fix every two minutes
+    for at, message in timeline:
+        received = datetime.fromtimestamp(at + 0.2, UTC)
+        decoded = owntracks_codec.decode(uplink.encode(message), phone.device_id, received)
+        assert decoded.rejects == []
+        assert sorted(e.kind for e in decoded.events) == ["battery", "location"]
+    assert NATURAL_EVENTS_PER_S["phone"] == pytest.approx(2 / 120)
+
+
+def test_parse_mix() -> None:
+    assert parse_mix("watch:60,button:20,phone:20") == {"watch": 60, "button": 20, "phone": 20}
+    assert parse_mix(" watch:1 , watch:2") == {"watch": 3}
+    for bad in ("watch", "watch:x", "toaster:5", "watch:0", "watch:-1", ""):
+        with pytest.raises(ValueError):
+            parse_mix(bad)
+
+
+def test_plan_fleet_with_phones_and_a_prefix() -> None:
+    plan = plan_fleet(10, parse_mix("watch:60,button:20,phone:20"), prefix="r1-")
+    assert Counter(kind for kind, _ in plan) == {"watch": 6, "button": 2, "phone": 2}
+    assert ("phone", "r1-phone-0001:phone") in plan and ("watch", "r1-watch-0006") in plan
+    assert login_name("phone", "r1-phone-0001:phone") == "r1-phone-0001"
+    assert login_name("watch", "r1-watch-0001") == "r1-watch-0001"
+    assert {FORMATS[kind] for kind, _ in plan} == {"native", "owntracks"}
+
+
+def test_speed_for_offers_the_requested_rate() -> None:
+    plan = plan_fleet(100, {"watch": 60, "button": 20, "phone": 20})
+    natural = sum(NATURAL_EVENTS_PER_S[kind] for kind, _ in plan)
+    assert natural == pytest.approx(60 * (3 / 30 + 2 / 60) + 20 / 60 + 20 / 60)
+    assert speed_for(plan, None) == 1.0
+    assert speed_for(plan, 1000) * natural == pytest.approx(1000)
+    with pytest.raises(ValueError):
+        speed_for(plan, 0)
+
+
+def test_phones_send_at_most_a_fix_a_second_and_the_rest_make_up_the_rate() -> None:
+    phone = Phone(phone_id("phone-0001"), rng=random.Random(1), start=START, speed=1000.0)
+    times = [at for at, _ in _run(phone, 60)]
+    assert all(b - a >= 1.0 for a, b in itertools.pairwise(times))
+    plan = plan_fleet(10, {"watch": 50, "phone": 50})
+    speed = speed_for(plan, 1000)
+    offered = 5 * NATURAL_EVENTS_PER_S["watch"] * speed + 5 * Phone.MAX_EVENTS_PER_S
+    assert offered == pytest.approx(1000)
