@@ -23,7 +23,6 @@ import contextlib
 import math
 import os
 import platform
-import resource
 import shutil
 import sys
 import tempfile
@@ -47,7 +46,7 @@ from carewatch.embedded.stack import EmbeddedStack
 from carewatch.kafka import EVENTS_TOPIC
 from carewatch.mqtt import MqttClient, with_login
 from carewatch.settings import Settings
-from carewatch.simulate import register_fleet
+from carewatch.simulate import raise_fd_limit, register_fleet
 from carewatch.up import child_env, scrape, start_services
 from devices.codecs.native import topic_for
 from simulators.load import LoadGenerator, StepLoad
@@ -93,7 +92,7 @@ def percentiles(values: Iterable[float]) -> dict[str, float | None]:
 def run_bench(
     settings: Settings, plan: BenchPlan, *, report: Path | None, plot: Path | None
 ) -> int:
-    _raise_fd_limit(plan.devices + plan.sos_per_step * len(plan.rates) + 1024)
+    raise_fd_limit(plan.devices + plan.sos_per_step * len(plan.rates) + 1024)
     # A stack of its own, in a fresh directory: a clean database, and no clash with `up`.
     workdir = Path(tempfile.mkdtemp(prefix="carewatch-bench-"))
     try:
@@ -167,6 +166,7 @@ async def _step(
     sampler = asyncio.create_task(meter.sample_until_cancelled())
     presses = asyncio.create_task(_press_sos(sos_ids, plan.step_s, stack, secrets))
     offered: StepLoad = await load.drive(rate, plan.step_s)
+    meter.stop()  # CPU over the offered load only, not over the drain after it
     pressed = await presses
     stored_in_step = meter.counter("telemetry", "carewatch_telemetry_rows") - stored_before
     lag = await _lag(stack, pool)
@@ -282,6 +282,8 @@ class Meter:
         self._ports = {name: port for name, (_, port) in children.items()}
         self._cpu0: dict[str, float] = {}
         self._t0 = 0.0
+        self._cpu1: dict[str, float] | None = None
+        self._t1 = 0.0
         self._peak: dict[str, int] = {}
 
     def counter(self, service: str, name: str) -> float:
@@ -290,7 +292,13 @@ class Meter:
     def start(self) -> None:
         self._cpu0 = self._cpu()
         self._t0 = time.monotonic()
+        self._cpu1 = None
         self._peak = {}
+
+    def stop(self) -> None:
+        """End the CPU window (peak RSS keeps being sampled until the step ends)."""
+        self._cpu1 = self._cpu()
+        self._t1 = time.monotonic()
 
     async def sample_until_cancelled(self) -> None:
         while True:
@@ -299,8 +307,11 @@ class Meter:
             await asyncio.sleep(1.0)
 
     def usage(self) -> dict[str, dict[str, float]]:
-        wall = time.monotonic() - self._t0
-        cpu = self._cpu()
+        if self._cpu1 is None:
+            self.stop()
+        assert self._cpu1 is not None
+        wall = self._t1 - self._t0
+        cpu = self._cpu1
         return {
             group: {
                 "cpu_pct": round(100 * (cpu.get(group, 0) - self._cpu0.get(group, 0)) / wall, 1),
@@ -396,13 +407,6 @@ def _cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor()
-
-
-def _raise_fd_limit(wanted: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = min(max(soft, wanted), hard)
-    if target > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 _HEADER = (
