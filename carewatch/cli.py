@@ -81,6 +81,13 @@ def _parser() -> argparse.ArgumentParser:
         "button:30)",
     )
     sim.add_argument("--duration", type=float, default=None, help="seconds (default: forever)")
+    sim.add_argument(
+        "--gateway",
+        default=None,
+        metavar="HOST:PORT",
+        help="the watch gateway watch4g devices connect to (default 127.0.0.1 and "
+        "CAREWATCH_GATEWAY_PORT)",
+    )
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument(
         "--duplicates",
@@ -156,6 +163,7 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
         shares = (args.duplicates or 0.0, args.late or 0.0)
         if min(shares) < 0 or sum(shares) > 1:
             raise ValueError("--duplicates and --late must be >= 0 and add up to at most 1")
+        gateway = _host_port(args.gateway or f"127.0.0.1:{settings.gateway_port}")
     except ValueError as exc:
         print(f"carewatch simulate: {exc}", file=sys.stderr)
         return 2
@@ -181,6 +189,7 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
             stop=_stop_on_signals(),
             secrets=secrets,
             rate=args.rate,
+            gateway=gateway,
             **quirks,
         )
         print(orjson.dumps(stats.summary()).decode())
@@ -204,6 +213,13 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
         if getattr(args, option) is not None:
             plan = replace(plan, **{name: getattr(args, option)})
     return run_bench(settings, plan, report=args.report, plot=args.plot)
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--gateway wants HOST:PORT, not {text!r}")
+    return host, int(port)
 
 
 def _stop_on_signals() -> asyncio.Event:

@@ -5,7 +5,9 @@ does, so the broker sees as many sessions as there are devices, and one asyncio 
 sleeps until its next message is due and publishes it with QoS 1.
 
 Types (`mix` keys): `watch` and `button` speak the native JSON format, `phone` is an
-OwnTracks phone (`owntracks/{user}/phone`, broker user = the OwnTracks user). With `rate`,
+OwnTracks phone (`owntracks/{user}/phone`, broker user = the OwnTracks user), and
+`watch4g` is a 3G/4G watch speaking its text protocol over TCP to the watch gateway
+(`gateway`), one connection each, waiting for the gateway's replies as real watches do. With `rate`,
 every device's timers are sped up by one factor so the fleet offers about `rate` events/s
 in all; without it devices keep their natural intervals. Like real devices, a few
 messages are sent twice (the same bytes, so the same msg_ids: the pipeline drops the copy)
@@ -28,6 +30,7 @@ from carewatch.mqtt import MqttClient, MqttError, with_login
 from simulators.behaviours import CallButton, Device, Watch
 from simulators.native import Encoder, Message
 from simulators.phone import OwnTracksUplink, Phone, phone_id
+from simulators.watch_link import WatchFrames, WatchLink
 
 __all__ = [
     "CONNECT_CONCURRENCY",
@@ -60,14 +63,20 @@ DUPLICATE_SHARE = 0.002
 LATE_SHARE = 0.002
 _LATE_S = (5.0, 60.0)
 
-TYPES: tuple[str, ...] = ("watch", "button", "phone")
+TYPES: tuple[str, ...] = ("watch", "button", "phone", "watch4g")
 # Registry format per type.
-FORMATS: Mapping[str, str] = {"watch": "native", "button": "native", "phone": "owntracks"}
+FORMATS: Mapping[str, str] = {
+    "watch": "native",
+    "button": "native",
+    "phone": "owntracks",
+    "watch4g": "watch",
+}
 # Events per second one device of each type offers at its natural intervals.
 NATURAL_EVENTS_PER_S: Mapping[str, float] = {
     "watch": 3 / Watch.LOCATION_EVERY + 1 / Watch.VITALS_EVERY + 1 / Watch.HEARTBEAT_EVERY,
     "button": 1 / CallButton.HEARTBEAT_EVERY,  # + an SOS every few minutes
     "phone": Phone.EVENTS_PER_S,
+    "watch4g": 3 / Watch.LOCATION_EVERY + 1 / Watch.VITALS_EVERY + 1 / Watch.HEARTBEAT_EVERY,
 }
 
 
@@ -75,6 +84,20 @@ class _Uplink(Protocol):
     topic: str
 
     def encode(self, message: Message) -> bytes: ...
+
+    def repeatable(self, message: Message) -> bool:
+        """Whether sending it again yields the same events (so the copy is dropped)."""
+        ...
+
+
+class _Link(Protocol):
+    """A device's connection: its MQTT client, or a 4G watch's TCP link to the gateway."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 1) -> None: ...
 
 
 @dataclass
@@ -131,6 +154,7 @@ class _Fleet:
     duplicate_share: float = DUPLICATE_SHARE
     late_share: float = LATE_SHARE
     late_tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    gateway: tuple[str, int] = ("127.0.0.1", 5093)  # where `watch4g` devices connect
 
 
 def parse_mix(text: str) -> dict[str, int]:
@@ -217,6 +241,7 @@ async def run_fleet(
     duplicate_share: float = DUPLICATE_SHARE,
     late_share: float = LATE_SHARE,
     prefix: str = "",
+    gateway: tuple[str, int] = ("127.0.0.1", 5093),
 ) -> FleetStats:
     """Run `devices` virtual devices until `duration` seconds pass or `stop` is set, then
     disconnect them all. Failed publishes are counted in the stats, never raised.
@@ -239,6 +264,7 @@ async def run_fleet(
         speed=speed_for(plan, rate),
         duplicate_share=duplicate_share,
         late_share=late_share,
+        gateway=gateway,
     )
     log.info(
         "fleet starting",
@@ -301,9 +327,7 @@ def _device_done(task: asyncio.Task[None], stats: FleetStats) -> None:
 
 
 async def _run_device(kind: str, device_id: str, fleet: _Fleet) -> None:
-    secret = fleet.secrets.get(device_id)
-    url = with_login(fleet.url, login_name(kind, device_id), secret) if secret else fleet.url
-    client = MqttClient(url=url, client_id=device_id, protocol=fleet.protocol)
+    client = _link(kind, device_id, fleet)
     try:
         if not await _connect(client, device_id, fleet):
             return
@@ -314,7 +338,18 @@ async def _run_device(kind: str, device_id: str, fleet: _Fleet) -> None:
         await client.stop()
 
 
+def _link(kind: str, device_id: str, fleet: _Fleet) -> _Link:
+    if kind == "watch4g":
+        host, port = fleet.gateway
+        return WatchLink(host=host, port=port, device_id=device_id)
+    secret = fleet.secrets.get(device_id)
+    url = with_login(fleet.url, login_name(kind, device_id), secret) if secret else fleet.url
+    return MqttClient(url=url, client_id=device_id, protocol=fleet.protocol)
+
+
 def _uplink(kind: str, device_id: str, fleet: _Fleet) -> _Uplink:
+    if kind == "watch4g":
+        return WatchFrames(device_id)
     if kind == "phone":
         return OwnTracksUplink(device_id, rng=random.Random(f"{fleet.seed}/uplink/{device_id}"))
     return Encoder(device_id)
@@ -337,7 +372,7 @@ def _make_device(kind: str, device_id: str, fleet: _Fleet, *, start: float) -> D
     return Watch(device_id, rng=rng, start=start, speed=fleet.speed)
 
 
-async def _connect(client: MqttClient, device_id: str, fleet: _Fleet) -> bool:
+async def _connect(client: _Link, device_id: str, fleet: _Fleet) -> bool:
     """Connect, retrying with full-jitter backoff as a real device would; False if halted."""
     attempt, delay_cap = 0, 1.0
     while True:
@@ -362,7 +397,7 @@ async def _connect(client: MqttClient, device_id: str, fleet: _Fleet) -> bool:
         delay_cap = min(delay_cap * 2, _RECONNECT_CAP)
 
 
-async def _publish_loop(client: MqttClient, device: Device, uplink: _Uplink, fleet: _Fleet) -> None:
+async def _publish_loop(client: _Link, device: Device, uplink: _Uplink, fleet: _Fleet) -> None:
     rng = random.Random(f"{fleet.seed}/quirks/{device.device_id}")
     while not await _sleep_until(device.next_at(), fleet.halt):
         # Never earlier than the timer: the loop's clock and the wall clock differ slightly.
@@ -370,16 +405,17 @@ async def _publish_loop(client: MqttClient, device: Device, uplink: _Uplink, fle
         for message in device.due(now):
             payload = uplink.encode(message)
             draw = rng.random()
-            if draw < fleet.late_share:
+            if draw < fleet.late_share and uplink.repeatable(message):
                 _send_late(client, uplink, message, payload, fleet, rng.uniform(*_LATE_S))
                 continue
             if await _publish(client, uplink, message, payload, fleet.stats):
-                if draw < fleet.late_share + fleet.duplicate_share:
+                repeat = draw < fleet.late_share + fleet.duplicate_share
+                if repeat and uplink.repeatable(message):
                     await _publish_again(client, uplink, message, payload, fleet.stats)
 
 
 def _send_late(
-    client: MqttClient,
+    client: _Link,
     uplink: _Uplink,
     message: Message,
     payload: bytes,
@@ -399,16 +435,16 @@ def _send_late(
 
 
 async def _publish_again(
-    client: MqttClient, uplink: _Uplink, message: Message, payload: bytes, stats: FleetStats
+    client: _Link, uplink: _Uplink, message: Message, payload: bytes, stats: FleetStats
 ) -> None:
     """The same bytes again, as a device does that never saw its PUBACK."""
-    with contextlib.suppress(MqttError, TimeoutError):
+    with contextlib.suppress(MqttError, OSError, TimeoutError):
         await asyncio.wait_for(client.publish(uplink.topic, payload, qos=1), PUBLISH_TIMEOUT)
         stats.duplicates += len(message)
 
 
 async def _publish(
-    client: MqttClient, uplink: _Uplink, message: Message, payload: bytes, stats: FleetStats
+    client: _Link, uplink: _Uplink, message: Message, payload: bytes, stats: FleetStats
 ) -> bool:
     """Publish with QoS 1; True once acknowledged (and counted)."""
     try:
@@ -416,7 +452,7 @@ async def _publish(
     except asyncio.CancelledError:
         stats.errors += 1  # abandoned at stop: not known to have arrived
         raise
-    except (MqttError, TimeoutError) as exc:
+    except (MqttError, OSError, TimeoutError) as exc:
         stats.errors += 1
         log.warning(
             "publish failed",

@@ -67,6 +67,10 @@ class Encoder:
             item if "msg_id" in item else {**item, "msg_id": self._next_id()} for item in message
         ]
 
+    def repeatable(self, message: Message) -> bool:
+        """A resend carries the same ids (msg_id, or device time in the content hash)."""
+        return True
+
     def encode(self, message: Message) -> bytes:
         return encode(self.stamp(message))
 

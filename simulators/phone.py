@@ -81,6 +81,10 @@ class OwnTracksUplink:
         self._phone = owntracks.Phone(user=user, device=device, rng=rng)
         self.topic = self._phone.topic
 
+    def repeatable(self, message: Message) -> bool:
+        """A resend carries the same ids (msg_id, or device time in the content hash)."""
+        return True
+
     def encode(self, message: Message) -> bytes:
         fix = next(item for item in message if item["kind"] == "location")
         battery = next((item for item in message if item["kind"] == "battery"), None)

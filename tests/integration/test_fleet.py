@@ -7,6 +7,9 @@ import uuid
 
 import pytest
 
+from carewatch.embedded import free_port
+from carewatch.mqtt import MqttClient, with_login
+from ingest.watch_gateway import WatchGateway
 from simulators import fleet
 from tests.integration.conftest import Pipeline, eventually
 
@@ -58,3 +61,46 @@ async def test_a_sped_up_fleet_is_stored_once_and_its_sos_alerts(
         "SELECT count(*) FROM alerts WHERE kind = 'sos' AND device_id = ANY($1)", buttons
     )
     assert alerts >= 1
+
+
+async def test_4g_watches_over_tcp_through_the_gateway_are_stored_once(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fleet, "_LATE_S", (0.5, 1.5))
+    prefix = f"g{uuid.uuid4().hex[:6]}-"
+    plan = fleet.plan_fleet(3, {"watch4g": 1}, prefix=prefix)
+    for _, device_id in plan:
+        await pipeline.register(device_id, format="watch")
+    account = await pipeline.service_account("gateway")
+    login = pipeline.logins[account]
+    mqtt = MqttClient(
+        url=with_login(pipeline.stack.mqtt_url, *login),
+        client_id=account,
+        protocol=pipeline.stack.mqtt_protocol,
+    )
+    port = free_port()
+    async with mqtt, WatchGateway(mqtt=mqtt, host="127.0.0.1", port=port):
+        stats = await fleet.run_fleet(
+            mqtt_url=pipeline.stack.mqtt_url,
+            devices=3,
+            mix={"watch4g": 1},
+            duration=6.0,
+            rate=9.0,  # a report every ~1.4 s per watch: its time has whole seconds
+            duplicate_share=0.1,
+            late_share=0.05,
+            prefix=prefix,
+            gateway=("127.0.0.1", port),
+        )
+    assert stats.connected == 3 and stats.errors == 0
+    assert stats.events_by_kind["location"] > 0 and stats.events_by_kind["heartbeat"] > 0
+    ids = [device_id for _, device_id in plan]
+
+    async def all_stored() -> int | None:
+        n = await pipeline.db.fetchval("SELECT count(*) FROM events WHERE device_id = ANY($1)", ids)
+        return n if n >= stats.events else None
+
+    assert await eventually(all_stored, within=30) == stats.events
+    sources = await pipeline.db.fetch(
+        "SELECT DISTINCT source FROM events WHERE device_id = ANY($1)", ids
+    )
+    assert [r["source"] for r in sources] == ["watch"]

@@ -272,3 +272,26 @@ def test_phones_send_at_most_a_fix_a_second_and_the_rest_make_up_the_rate() -> N
     speed = speed_for(plan, 1000)
     offered = 5 * NATURAL_EVENTS_PER_S["watch"] * speed + 5 * Phone.MAX_EVENTS_PER_S
     assert offered == pytest.approx(1000)
+
+
+def test_a_4g_watch_hour_as_frames_decodes_to_the_events_the_fleet_counts() -> None:
+    from devices.codecs import watch as watch_codec
+    from simulators.watch_link import WatchFrames
+
+    device = Watch("4711000001", rng=random.Random(3), start=START)
+    frames = WatchFrames(device.device_id)
+    assert watch_codec.device_from_topic(frames.topic) == device.device_id
+    counted: Counter[str] = Counter()
+    decoded: Counter[str] = Counter()
+    for at, message in _run(device, HOUR):
+        out = watch_codec.decode(
+            frames.encode(message), device.device_id, datetime.fromtimestamp(at + 0.2, UTC)
+        )
+        assert out.rejects == []
+        counted.update(item["kind"] for item in message)
+        decoded.update(e.kind for e in out.events)
+        # only frames carrying the watch's own time may be resent (same event ids)
+        assert frames.repeatable(message) == (
+            "location" in counted and message[0]["kind"] == "location"
+        )
+    assert decoded == counted and counted["location"] > 100
