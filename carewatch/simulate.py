@@ -27,37 +27,41 @@ async def register_fleet(
     mqtt_url: str,
     formats: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Register (or re-key) every simulated device; returns their secrets once the broker
-    admits them. `formats`: device id -> registry format (default native)."""
+    """Register (or re-key) every simulated device; returns the secrets of those with a
+    broker account of their own (4G watches have none: they reach the broker through the
+    gateway) once the broker admits them. `formats`: device id -> registry format (default
+    native)."""
     formats = formats or {}
     pool = await connect_pool(settings.require_database_url(), min_size=1, max_size=1)
     secrets: dict[str, str] = {}
     try:
         async with pool.acquire() as conn, conn.transaction():
             for device_id in device_ids:
-                fmt = formats.get(device_id, "native")
-                secrets[device_id] = await _account(conn, device_id, fmt)
+                secret = await _account(conn, device_id, formats.get(device_id, "native"))
+                if secret is not None:
+                    secrets[device_id] = secret
         async with pool.acquire() as conn:
             log.info(await sync_broker_auth(conn, settings))
     finally:
         await pool.close()
-    if device_ids:
-        last = device_ids[-1]
+    if secrets:
+        last = list(secrets)[-1]
         account = get_codec(formats.get(last, "native")).broker_account
         username = account(last)[0] if account is not None else last
         await wait_for_account(mqtt_url, username, secrets[last], protocol=settings.mqtt_protocol)
     return secrets
 
 
-async def _account(conn: asyncpg.Connection, device_id: str, fmt: str) -> str:
+async def _account(conn: asyncpg.Connection, device_id: str, fmt: str) -> str | None:
     try:
         device = await registry.get_device(conn, device_id)
     except RegistryError:
         _, secret = await registry.add_device(conn, device_id=device_id, format=fmt)
-        assert secret is not None
         return secret
     if not device.active:
         await registry.set_status(conn, device_id, "active")
+    if device.mqtt_username is None:
+        return None
     return await registry.issue_secret(conn, device_id)
 
 

@@ -104,3 +104,21 @@ async def test_4g_watches_over_tcp_through_the_gateway_are_stored_once(
         "SELECT DISTINCT source FROM events WHERE device_id = ANY($1)", ids
     )
     assert [r["source"] for r in sources] == ["watch"]
+
+
+async def test_registering_a_fleet_gives_accounts_only_to_devices_that_log_in_themselves(
+    pipeline: Pipeline,
+) -> None:
+    from carewatch.simulate import register_fleet
+
+    native, watch = f"r{uuid.uuid4().hex[:6]}-button", f"r{uuid.uuid4().hex[:6]}-watch4g"
+    formats = {native: "native", watch: "watch"}
+    for _ in range(2):  # registering again re-keys, and still skips the watch
+        secrets = await register_fleet(
+            pipeline.stack.settings, [native, watch], pipeline.stack.mqtt_url, formats
+        )
+        assert list(secrets) == [native]
+    rows = await pipeline.db.fetch(
+        "SELECT device_id, format FROM devices WHERE device_id = ANY($1)", [native, watch]
+    )
+    assert {r["device_id"]: r["format"] for r in rows} == formats
