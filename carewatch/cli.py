@@ -77,8 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--mix",
         default=None,
-        help="device types and shares, e.g. watch:60,button:20,phone:20 (default watch:70,"
-        "button:30)",
+        help="device types and shares, e.g. watch:60,button:20,phone:20 (types: watch, "
+        "button, phone, watch4g, lorabutton, door; default watch:70,button:30)",
     )
     sim.add_argument("--duration", type=float, default=None, help="seconds (default: forever)")
     sim.add_argument(
@@ -152,7 +152,7 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     from carewatch.logs import setup_logging
-    from carewatch.simulate import raise_fd_limit, register_fleet
+    from carewatch.simulate import network_server_url, raise_fd_limit, register_fleet
     from simulators import fleet
 
     setup_logging(level=settings.log_level, fmt=settings.log_format, process_name="simulate")
@@ -178,6 +178,8 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
         url = settings.require_mqtt_url("devices")
         formats = {device_id: fleet.FORMATS[kind] for kind, device_id in plan}
         secrets = await register_fleet(settings, list(formats), url, formats)
+        lorawan = any(kind in fleet.LORAWAN_TYPES for kind, _ in plan)
+        lorawan_url = await network_server_url(settings, url) if lorawan else None
         stats = await fleet.run_fleet(
             mqtt_url=url,
             devices=args.devices,
@@ -190,6 +192,7 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
             secrets=secrets,
             rate=args.rate,
             gateway=gateway,
+            lorawan_url=lorawan_url,
             **quirks,
         )
         print(orjson.dumps(stats.summary()).decode())

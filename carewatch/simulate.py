@@ -11,12 +11,17 @@ import asyncpg
 
 from carewatch.broker_sync import sync_broker_auth, wait_for_account
 from carewatch.db import connect_pool
+from carewatch.mqtt import with_login
 from carewatch.settings import Settings
 from devices import registry
+from devices.broker_auth import ensure_service_user
 from devices.codecs import get_codec
 from devices.errors import RegistryError
 
-__all__ = ["raise_fd_limit", "register_fleet"]
+__all__ = ["NETWORK_SERVER_USER", "network_server_url", "raise_fd_limit", "register_fleet"]
+
+# The broker account simulated LoRaWAN network servers (TTN, ChirpStack) publish with.
+NETWORK_SERVER_USER = "carewatch-sim-lorawan"
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,20 @@ async def register_fleet(
         username = account(last)[0] if account is not None else last
         await wait_for_account(mqtt_url, username, secrets[last], protocol=settings.mqtt_protocol)
     return secrets
+
+
+async def network_server_url(settings: Settings, mqtt_url: str) -> str:
+    """`mqtt_url` with the account simulated LoRaWAN network servers publish with (role
+    lorawan, re-keyed on every run), once the broker admits it."""
+    pool = await connect_pool(settings.require_database_url(), min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            secret = await ensure_service_user(conn, NETWORK_SERVER_USER, "lorawan")
+            log.info(await sync_broker_auth(conn, settings))
+    finally:
+        await pool.close()
+    await wait_for_account(mqtt_url, NETWORK_SERVER_USER, secret, protocol=settings.mqtt_protocol)
+    return with_login(mqtt_url, NETWORK_SERVER_USER, secret)
 
 
 async def _account(conn: asyncpg.Connection, device_id: str, fmt: str) -> str | None:

@@ -7,7 +7,10 @@ sleeps until its next message is due and publishes it with QoS 1.
 Types (`mix` keys): `watch` and `button` speak the native JSON format, `phone` is an
 OwnTracks phone (`owntracks/{user}/phone`, broker user = the OwnTracks user), and
 `watch4g` is a 3G/4G watch speaking its text protocol over TCP to the watch gateway
-(`gateway`), one connection each, waiting for the gateway's replies as real watches do. With `rate`,
+(`gateway`), one connection each, waiting for the gateway's replies as real watches do.
+`lorabutton` (a WS101 behind The Things Stack) and `door` (a WS301 door sensor behind
+ChirpStack) are LoRaWAN devices: they share their network server's one connection
+(`lorawan_url`, an account of role `lorawan`), as a real integration does. With `rate`,
 every device's timers are sped up by one factor so the fleet offers about `rate` events/s
 in all; without it devices keep their natural intervals. Like real devices, a few
 messages are sent twice (the same bytes, so the same msg_ids: the pipeline drops the copy)
@@ -28,6 +31,7 @@ from typing import Any, Literal, Protocol
 
 from carewatch.mqtt import MqttClient, MqttError, with_login
 from simulators.behaviours import CallButton, Device, Watch
+from simulators.lorawan_fleet import DoorSensor, LoraButton, LoraUplink, SharedLink, dev_eui
 from simulators.native import Encoder, Message
 from simulators.phone import OwnTracksUplink, Phone, phone_id
 from simulators.watch_link import WatchFrames, WatchLink
@@ -63,13 +67,16 @@ DUPLICATE_SHARE = 0.002
 LATE_SHARE = 0.002
 _LATE_S = (5.0, 60.0)
 
-TYPES: tuple[str, ...] = ("watch", "button", "phone", "watch4g")
+TYPES: tuple[str, ...] = ("watch", "button", "phone", "watch4g", "lorabutton", "door")
+LORAWAN_TYPES = frozenset({"lorabutton", "door"})
 # Registry format per type.
 FORMATS: Mapping[str, str] = {
     "watch": "native",
     "button": "native",
     "phone": "owntracks",
     "watch4g": "watch",
+    "lorabutton": "ttn",
+    "door": "chirpstack",
 }
 # Events per second one device of each type offers at its natural intervals.
 NATURAL_EVENTS_PER_S: Mapping[str, float] = {
@@ -77,6 +84,8 @@ NATURAL_EVENTS_PER_S: Mapping[str, float] = {
     "button": 1 / CallButton.HEARTBEAT_EVERY,  # + an SOS every few minutes
     "phone": Phone.EVENTS_PER_S,
     "watch4g": 3 / Watch.LOCATION_EVERY + 1 / Watch.VITALS_EVERY + 1 / Watch.HEARTBEAT_EVERY,
+    "lorabutton": 1 / CallButton.HEARTBEAT_EVERY,
+    "door": DoorSensor.EVENTS_PER_S,
 }
 
 
@@ -155,6 +164,7 @@ class _Fleet:
     late_share: float = LATE_SHARE
     late_tasks: set[asyncio.Task[None]] = field(default_factory=set)
     gateway: tuple[str, int] = ("127.0.0.1", 5093)  # where `watch4g` devices connect
+    lorawan: MqttClient | None = None  # the network servers' connection (LoRaWAN devices)
 
 
 def parse_mix(text: str) -> dict[str, int]:
@@ -223,6 +233,8 @@ def plan_fleet(
 
 def _device_id(prefix: str, kind: str, n: int) -> str:
     name = f"{prefix}{kind}-{n:04d}"
+    if kind == "door":
+        return dev_eui(name)  # ChirpStack names a device by its DevEUI
     return phone_id(name) if kind == "phone" else name
 
 
@@ -242,6 +254,7 @@ async def run_fleet(
     late_share: float = LATE_SHARE,
     prefix: str = "",
     gateway: tuple[str, int] = ("127.0.0.1", 5093),
+    lorawan_url: str | None = None,
 ) -> FleetStats:
     """Run `devices` virtual devices until `duration` seconds pass or `stop` is set, then
     disconnect them all. Failed publishes are counted in the stats, never raised.
@@ -252,6 +265,7 @@ async def run_fleet(
     if min(duplicate_share, late_share) < 0 or duplicate_share + late_share > 1:
         raise ValueError("duplicate and late shares must be >= 0 and add up to at most 1")
     plan = plan_fleet(devices, mix, prefix=prefix)
+    lorawan = _network_server(plan, lorawan_url, protocol)
     fleet = _Fleet(
         mqtt_url,
         protocol,
@@ -265,6 +279,7 @@ async def run_fleet(
         duplicate_share=duplicate_share,
         late_share=late_share,
         gateway=gateway,
+        lorawan=lorawan,
     )
     log.info(
         "fleet starting",
@@ -276,6 +291,8 @@ async def run_fleet(
             "mqtt_url": _redact(mqtt_url),
         },
     )
+    if lorawan is not None:
+        await lorawan.start()
     tasks = [
         asyncio.create_task(_run_device(kind, device_id, fleet), name=device_id)
         for kind, device_id in plan
@@ -287,8 +304,22 @@ async def run_fleet(
     finally:
         fleet.halt.set()
         await _drain(tasks + list(fleet.late_tasks))
+        if lorawan is not None:
+            await lorawan.stop()
     log.info("fleet stopped", extra=fleet.stats.summary())
     return fleet.stats
+
+
+def _network_server(
+    plan: list[tuple[str, str]], url: str | None, protocol: Literal["5", "3.1.1"]
+) -> MqttClient | None:
+    """The one connection LoRaWAN devices share, if the plan has any."""
+    if not any(kind in LORAWAN_TYPES for kind, _ in plan):
+        return None
+    if url is None:
+        raise ValueError("LoRaWAN devices need lorawan_url (an account of role lorawan)")
+    client_id = f"carewatch-sim-lorawan-{random.getrandbits(32):08x}"
+    return MqttClient(url=url, client_id=client_id, protocol=protocol)
 
 
 async def _until_stopped(
@@ -339,6 +370,9 @@ async def _run_device(kind: str, device_id: str, fleet: _Fleet) -> None:
 
 
 def _link(kind: str, device_id: str, fleet: _Fleet) -> _Link:
+    if kind in LORAWAN_TYPES:
+        assert fleet.lorawan is not None
+        return SharedLink(fleet.lorawan)
     if kind == "watch4g":
         host, port = fleet.gateway
         return WatchLink(host=host, port=port, device_id=device_id)
@@ -348,6 +382,8 @@ def _link(kind: str, device_id: str, fleet: _Fleet) -> _Link:
 
 
 def _uplink(kind: str, device_id: str, fleet: _Fleet) -> _Uplink:
+    if kind in LORAWAN_TYPES:
+        return LoraUplink(device_id, kind)
     if kind == "watch4g":
         return WatchFrames(device_id)
     if kind == "phone":
@@ -359,8 +395,11 @@ def _make_device(kind: str, device_id: str, fleet: _Fleet, *, start: float) -> D
     # Seeded by device id, not by position in the plan: a device behaves the same
     # whatever the size or mix of the fleet around it.
     rng = random.Random(f"{fleet.seed}/{device_id}")
-    if kind == "button":
-        return CallButton(
+    if kind == "door":
+        return DoorSensor(device_id, rng=rng, start=start, speed=fleet.speed)
+    if kind in ("button", "lorabutton"):
+        cls = LoraButton if kind == "lorabutton" else CallButton
+        return cls(
             device_id,
             rng=rng,
             start=start,

@@ -122,3 +122,46 @@ async def test_registering_a_fleet_gives_accounts_only_to_devices_that_log_in_th
         "SELECT device_id, format FROM devices WHERE device_id = ANY($1)", [native, watch]
     )
     assert {r["device_id"]: r["format"] for r in rows} == formats
+
+
+async def test_lorawan_buttons_and_door_sensors_through_their_network_servers(
+    pipeline: Pipeline,
+) -> None:
+    prefix = f"l{uuid.uuid4().hex[:6]}-"
+    mix = {"lorabutton": 1, "door": 1}
+    plan = fleet.plan_fleet(4, mix, prefix=prefix)
+    for kind, device_id in plan:
+        await pipeline.register(device_id, format=fleet.FORMATS[kind])
+    account = await pipeline.service_account("lorawan")
+
+    stats = await fleet.run_fleet(
+        mqtt_url=pipeline.stack.mqtt_url,
+        devices=4,
+        mix=mix,
+        duration=8.0,
+        protocol=pipeline.stack.mqtt_protocol,
+        rate=4.0,  # a door event every ~6 s: LoRaWAN devices are slow by nature
+        sos_mean_interval=5.0,
+        duplicate_share=0.1,
+        prefix=prefix,
+        lorawan_url=with_login(pipeline.stack.mqtt_url, *pipeline.logins[account]),
+    )
+    assert stats.connected == 4 and stats.errors == 0 and stats.duplicates > 0
+    assert stats.events_by_kind["sensor"] > 0 and stats.sos_sent > 0
+    ids = [device_id for _, device_id in plan]
+
+    async def all_stored() -> int | None:
+        n = await pipeline.db.fetchval("SELECT count(*) FROM events WHERE device_id = ANY($1)", ids)
+        return n if n >= stats.events else None
+
+    assert await eventually(all_stored, within=30) == stats.events
+    sources = await pipeline.db.fetch(
+        "SELECT DISTINCT source FROM events WHERE device_id = ANY($1) ORDER BY 1", ids
+    )
+    assert [r["source"] for r in sources] == ["chirpstack", "ttn"]
+    buttons = [d for kind, d in plan if kind == "lorabutton"]
+    await eventually(
+        lambda: pipeline.db.fetchval(
+            "SELECT count(*) FROM alerts WHERE kind = 'sos' AND device_id = ANY($1)", buttons
+        )
+    )

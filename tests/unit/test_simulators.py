@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
+from devices.codecs import Message as Message_
 from devices.codecs import owntracks as owntracks_codec
 from devices.codecs.native import decode, device_from_topic
 from devices.events import Event
@@ -295,3 +296,32 @@ def test_a_4g_watch_hour_as_frames_decodes_to_the_events_the_fleet_counts() -> N
             "location" in counted and message[0]["kind"] == "location"
         )
     assert decoded == counted and counted["location"] > 100
+
+
+@pytest.mark.parametrize("kind", ["lorabutton", "door"])
+def test_lorawan_devices_uplinks_decode_to_the_events_the_fleet_counts(kind: str) -> None:
+    from devices.codecs import get_codec
+    from simulators.lorawan_fleet import DoorSensor, LoraButton, LoraUplink, dev_eui
+
+    codec = get_codec(FORMATS[kind])
+    rng = random.Random(5)
+    if kind == "door":
+        device: Device = DoorSensor(dev_eui("door-0001"), rng=rng, start=START, speed=10)
+    else:
+        device = LoraButton("lorabutton-0001", rng=rng, start=START, sos_mean_interval=60.0)
+    uplink = LoraUplink(device.device_id, kind)
+    assert codec.device_from_topic(uplink.topic) == device.device_id
+    counted: Counter[str] = Counter()
+    decoded: Counter[str] = Counter()
+    for at, message in _run(device, HOUR):
+        received = datetime.fromtimestamp(at + 0.2, UTC)
+        out = codec.decode(Message_(uplink.encode(message), uplink.topic, device.device_id,
+                                    received))  # fmt: skip
+        assert out.rejects == []
+        counted.update(item["kind"] for item in message)
+        decoded.update(e.kind for e in out.events)
+    assert decoded == counted
+    if kind == "door":  # ten times its natural pace: a door event every minute
+        assert 55 <= counted["sensor"] <= 66 and 9 <= counted["battery"] <= 11
+    else:
+        assert counted["sos"] > 0
