@@ -216,13 +216,34 @@ class WatchGateway:
                 return "frame_too_large"
 
     async def _on_frame(self, conn: _Connection, raw: bytes, arrived: float) -> str | None:
-        """Publish one frame, then reply. A reason to close the connection, or None."""
+        """Publish one frame, then reply. A reason to close the connection, or None.
+
+        A frame that does not parse is published too, once the connection's device is
+        known: ingest rejects it to the dead-letter topic with its reason and its bytes,
+        where an operator can see it, instead of it vanishing into a log line."""
+        frame: Frame | None
         try:
             frame = parse_frame(raw)
         except DecodeError as err:
             metrics.INVALID_FRAMES.inc()
             log.info("invalid watch frame", extra={"peer": conn.peer, "detail": err.detail})
-            return None
+            if conn.device_id is None:
+                return None  # nobody to file it under
+            frame = None
+        else:
+            closing = self._admit(conn, frame)
+            if closing is not None:
+                return closing
+        if self._stopping:
+            return "shutdown"  # not published, not acknowledged: the watch sends it again
+        self._begin()
+        try:
+            return await self._publish_and_reply(conn, frame, raw, arrived)
+        finally:
+            self._end()
+
+    def _admit(self, conn: _Connection, frame: Frame) -> str | None:
+        """Count the frame and tie the connection to its device; a reason to close, or None."""
         kind = frame.content_type.upper()
         metrics.FRAMES.labels(kind if kind in _KNOWN_TYPES else "other").inc()
         if conn.device_id is None:
@@ -233,16 +254,10 @@ class WatchGateway:
                 extra={"peer": conn.peer, "device_id": conn.device_id, "other": frame.device_id},
             )
             return "device_changed"
-        if self._stopping:
-            return "shutdown"  # not published, not acknowledged: the watch sends it again
-        self._begin()
-        try:
-            return await self._publish_and_reply(conn, frame, raw, arrived)
-        finally:
-            self._end()
+        return None
 
     async def _publish_and_reply(
-        self, conn: _Connection, frame: Frame, raw: bytes, arrived: float
+        self, conn: _Connection, frame: Frame | None, raw: bytes, arrived: float
     ) -> str | None:
         assert conn.device_id is not None
         try:
@@ -256,7 +271,7 @@ class WatchGateway:
             return "publish_failed"
         metrics.PUBLISHED.inc()
         metrics.PUBLISH_SECONDS.observe(time.perf_counter() - arrived)
-        reply = reply_for(frame)
+        reply = reply_for(frame) if frame is not None else None
         if reply is None:
             return None
         if conn.writer.is_closing():  # replaced meanwhile: the frame is safe, the socket gone

@@ -18,6 +18,7 @@ from carewatch.embedded import EmbeddedStack, free_port
 from carewatch.mqtt import MqttClient
 from devices.codecs import watch
 from devices.codecs.watch_frames import FrameSplitter, build_frame
+from devices.errors import DecodeError
 from ingest.watch_gateway import WatchGateway
 from simulators.watch import Fix, WatchEncoder
 from tests.integration.conftest import eventually
@@ -170,6 +171,24 @@ async def test_lk_and_a_no_fix_sos_are_published_then_acknowledged(
 
     (event, *_) = watch.decode(sos, watch_id, datetime.now(UTC)).events
     assert (event.kind, event.lat, event.lon) == ("sos", None, None)  # type: ignore[union-attr]
+
+
+async def test_a_broken_frame_goes_on_to_ingest_for_the_dead_letters(
+    stack: EmbeddedStack, mqtt: MqttClient, watch_id: str
+) -> None:
+    encoder = WatchEncoder(watch_id, maker="3G")
+    lk, broken = encoder.link(), build_frame("3G", watch_id, b"U D,221126")  # bad type
+    async with (
+        Subscriber(stack, watch.topic_for(watch_id), mqtt) as subscriber,
+        running_gateway(mqtt) as gateway,
+        WatchSocket.connect(gateway) as sock,
+    ):
+        await sock.send(lk, broken, lk)
+        assert len(await sock.replies(2)) == 2  # the watch is answered as before
+        assert await subscriber.wait_frames(watch_id, 3) == [lk, broken, lk]
+    with pytest.raises(DecodeError) as rejected:  # what ingest will say of it
+        watch.decode(broken, watch_id, datetime.now(UTC))
+    assert rejected.value.reason == "invalid_frame"
 
 
 async def test_an_indexed_watch_writing_in_pieces(
