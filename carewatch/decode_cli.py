@@ -2,7 +2,9 @@
 
 Runs exactly the codec ingest runs, offline: no broker, no database, no registry.
 Prints each canonical event as a JSON line; each rejection as `reason: detail` on stderr.
-Exit status 0 if everything decoded, 2 if anything was rejected.
+Exit status 0 if everything decoded, 2 if anything was rejected. A watch capture is cut
+into frames as the watch gateway cuts the TCP stream (so several frames, line breaks
+between them, or the newline `echo` adds are fine), and each frame is decoded.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from carewatch.settings import Settings
-from devices.codecs import CODECS, Message, get_codec
+from devices.codecs import CODECS, Codec, Message, get_codec
+from devices.codecs.watch_frames import FrameSplitter, FrameTooLarge
 from devices.errors import DecodeError
 from devices.events import event_to_json
 
@@ -49,18 +52,41 @@ def _decode(args: argparse.Namespace, _settings: Settings) -> int:
     device_id = codec.device_from_topic(topic)
     if device_id is None:
         return _fail(f"unroutable_topic: {topic!r} is not a {codec.name} topic")
-    payload = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
-    message = Message(payload, topic, device_id, datetime.now(UTC), args.model)
+    data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    rejected = False
+    for payload in _payloads(codec.name, data):
+        message = Message(payload, topic, device_id, datetime.now(UTC), args.model)
+        rejected |= _print(codec, message)
+    return 2 if rejected else 0
+
+
+def _payloads(codec: str, data: bytes) -> list[bytes]:
+    """What ingest would receive: one MQTT payload, or for a watch each frame the gateway
+    would cut from the bytes (bytes that are no frame at all are passed on whole, so the
+    codec says why)."""
+    if codec != "watch":
+        return [data]
+    splitter = FrameSplitter()
+    try:
+        frames = splitter.feed(data)
+    except FrameTooLarge:
+        return [data]
+    return frames + ([data] if not frames or splitter.buffered else [])
+
+
+def _print(codec: Codec, message: Message) -> bool:
+    """Print the events and rejections of one payload; True if anything was rejected."""
     try:
         decoded = codec.decode(message)
     except DecodeError as err:
-        return _fail(f"{err.reason}: {err.detail}")
+        _fail(f"{err.reason}: {err.detail}")
+        return True
     for event in decoded.events:
         sys.stdout.write(event_to_json(event).decode() + "\n")
     for reject in decoded.rejects:
         where = f" (element {reject.index})" if reject.index is not None else ""
         print(f"{reject.reason}: {reject.detail}{where}", file=sys.stderr)
-    return 2 if decoded.rejects else 0
+    return bool(decoded.rejects)
 
 
 def _fail(line: str) -> int:

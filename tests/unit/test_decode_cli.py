@@ -43,3 +43,16 @@ def test_the_topic_names_the_device(capsys: pytest.CaptureFixture[str], tmp_path
     assert code == 2 and "--topic is required" in err
     code, _, err = _run(capsys, tmp_path, payload, "--format", "owntracks", "--topic", "x/y")
     assert code == 2 and err.startswith("unroutable_topic")
+
+
+def test_a_watch_capture_is_cut_into_frames_as_the_gateway_does(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    topic = ("--format", "watch", "--topic", "carewatch/v1/watch/8800000001/up")
+    capture = b"[3G*8800000001*0002*LK]\r\n[3G*8800000001*0008*heart,72]\n"
+    code, events, err = _run(capsys, tmp_path, capture, *topic)
+    assert code == 0 and err == ""
+    assert [e["kind"] for e in events] == ["heartbeat", "vitals"]
+    code, events, err = _run(capsys, tmp_path, b"[3G*8800000001*0002*LK]\n[3G*88", *topic)
+    assert code == 2 and [e["kind"] for e in events] == ["heartbeat"]
+    assert err.startswith("invalid_frame: ")  # the cut-off rest is named, not ignored
