@@ -151,8 +151,16 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from prometheus_client import REGISTRY
+
+    from carewatch.http import HealthServer
     from carewatch.logs import setup_logging
-    from carewatch.simulate import network_server_url, raise_fd_limit, register_fleet
+    from carewatch.simulate import (
+        FleetCollector,
+        network_server_url,
+        raise_fd_limit,
+        register_fleet,
+    )
     from simulators import fleet
 
     setup_logging(level=settings.log_level, fmt=settings.log_format, process_name="simulate")
@@ -180,21 +188,30 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
         secrets = await register_fleet(settings, list(formats), url, formats)
         lorawan = any(kind in fleet.LORAWAN_TYPES for kind, _ in plan)
         lorawan_url = await network_server_url(settings, url) if lorawan else None
-        stats = await fleet.run_fleet(
-            mqtt_url=url,
-            devices=args.devices,
-            duration=args.duration,
-            mix=mix,
-            seed=args.seed,
-            protocol=settings.mqtt_protocol,
-            sos_mean_interval=args.sos_mean_interval,
-            stop=_stop_on_signals(),
-            secrets=secrets,
-            rate=args.rate,
-            gateway=gateway,
-            lorawan_url=lorawan_url,
-            **quirks,
+        stats = fleet.FleetStats()
+        REGISTRY.register(FleetCollector(stats))
+        health = HealthServer(
+            host=settings.metrics_host,
+            port=settings.metrics_port,
+            health=lambda: {"ok": True, **stats.summary()},
         )
+        async with health:
+            await fleet.run_fleet(
+                mqtt_url=url,
+                devices=args.devices,
+                duration=args.duration,
+                mix=mix,
+                seed=args.seed,
+                protocol=settings.mqtt_protocol,
+                sos_mean_interval=args.sos_mean_interval,
+                stop=_stop_on_signals(),
+                secrets=secrets,
+                rate=args.rate,
+                gateway=gateway,
+                lorawan_url=lorawan_url,
+                stats=stats,
+                **quirks,
+            )
         print(orjson.dumps(stats.summary()).decode())
 
     asyncio.run(run())

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import logging
 import resource
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import asyncpg
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from carewatch.broker_sync import sync_broker_auth, wait_for_account
 from carewatch.db import connect_pool
@@ -17,8 +19,15 @@ from devices import registry
 from devices.broker_auth import ensure_service_user
 from devices.codecs import get_codec
 from devices.errors import RegistryError
+from simulators.fleet import FleetStats
 
-__all__ = ["NETWORK_SERVER_USER", "network_server_url", "raise_fd_limit", "register_fleet"]
+__all__ = [
+    "NETWORK_SERVER_USER",
+    "FleetCollector",
+    "network_server_url",
+    "raise_fd_limit",
+    "register_fleet",
+]
 
 # The broker account simulated LoRaWAN network servers (TTN, ChirpStack) publish with.
 NETWORK_SERVER_USER = "carewatch-sim-lorawan"
@@ -93,3 +102,31 @@ def raise_fd_limit(wanted: int) -> int:
         resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
         return ceiling
     return soft
+
+
+class FleetCollector(Collector):
+    """The fleet's counts on `carewatch simulate`'s /metrics, read when scraped."""
+
+    def __init__(self, stats: FleetStats) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats
+        events = CounterMetricFamily(
+            "carewatch_sim_events", "events the fleet sent and had acknowledged", labels=["kind"]
+        )
+        for kind, count in sorted(stats.events_by_kind.items()):
+            events.add_metric([kind], count)
+        yield events
+        for name, value, text in (
+            ("messages", stats.messages, "messages sent and acknowledged"),
+            ("sos", stats.sos_sent, "SOS presses sent"),
+            ("duplicates", stats.duplicates, "events sent again on purpose (the same ids)"),
+            ("late", stats.late, "events held back and sent late on purpose"),
+            ("errors", stats.errors, "publishes failed or abandoned, devices crashed"),
+            ("connect_errors", stats.connect_errors, "connection attempts that failed"),
+        ):
+            yield CounterMetricFamily(f"carewatch_sim_{name}", text, value=value)
+        yield GaugeMetricFamily(
+            "carewatch_sim_devices_connected", "devices that got a connection", stats.connected
+        )

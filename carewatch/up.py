@@ -59,11 +59,15 @@ async def _up(settings: Settings, simulate: int) -> int:
         children = await start_services(exits, stack, env, logs, gateway_port=settings.gateway_port)
         if simulate:
             argv = ["simulate", "--devices", str(simulate)]
+            port = free_port()
             fleet = ChildProcess(
-                name="simulate", argv=_cli(*argv), env=env, log_path=logs / "simulate.log"
+                name="simulate",
+                argv=_cli(*argv),
+                env={**env, "CAREWATCH_METRICS_PORT": str(port)},
+                log_path=logs / "simulate.log",
             )
             await exits.enter_async_context(fleet)
-            children["simulate"] = (fleet, 0)
+            children["simulate"] = (fleet, port)
         _print_table(stack, children, logs, int(env["CAREWATCH_GATEWAY_PORT"]))
         status = await _watch(stop, stack.database_url, children)
         print("\nstopping…", flush=True)

@@ -255,11 +255,13 @@ async def run_fleet(
     prefix: str = "",
     gateway: tuple[str, int] = ("127.0.0.1", 5093),
     lorawan_url: str | None = None,
+    stats: FleetStats | None = None,
 ) -> FleetStats:
     """Run `devices` virtual devices until `duration` seconds pass or `stop` is set, then
     disconnect them all. Failed publishes are counted in the stats, never raised.
 
-    `rate`: events/s the whole fleet offers (None: the devices' natural intervals)."""
+    `rate`: events/s the whole fleet offers (None: the devices' natural intervals).
+    `stats`: where to count (pass one to watch it while the fleet runs)."""
     if sos_mean_interval <= 0:
         raise ValueError(f"sos_mean_interval must be > 0, got {sos_mean_interval}")
     if min(duplicate_share, late_share) < 0 or duplicate_share + late_share > 1:
@@ -271,7 +273,7 @@ async def run_fleet(
         protocol,
         seed,
         sos_mean_interval,
-        FleetStats(),
+        stats if stats is not None else FleetStats(),
         asyncio.Event(),
         asyncio.Semaphore(CONNECT_CONCURRENCY),
         secrets or {},

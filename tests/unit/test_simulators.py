@@ -325,3 +325,20 @@ def test_lorawan_devices_uplinks_decode_to_the_events_the_fleet_counts(kind: str
         assert 55 <= counted["sensor"] <= 66 and 9 <= counted["battery"] <= 11
     else:
         assert counted["sos"] > 0
+
+
+def test_the_fleet_counts_are_served_as_prometheus_metrics() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from carewatch.simulate import FleetCollector
+
+    stats = FleetStats()
+    registry = CollectorRegistry()
+    registry.register(FleetCollector(stats))
+    stats.connected = 3
+    stats.record([{"kind": "sos", "ts": 0.0}, {"kind": "battery", "ts": 0.0}])
+    text = generate_latest(registry).decode()  # read at scrape time, not at registration
+    assert 'carewatch_sim_events_total{kind="sos"} 1.0' in text
+    assert "carewatch_sim_sos_total 1.0" in text
+    assert "carewatch_sim_messages_total 1.0" in text
+    assert "carewatch_sim_devices_connected 3.0" in text
