@@ -241,14 +241,44 @@ class _Rebalance(ConsumerRebalanceListener):
         positions, consumer = owner._positions, owner._consumer
         if positions is None or consumer is None or not assigned:
             return
-        stored = await positions.assigned({tp.partition for tp in assigned})
-        for tp in assigned:
-            start = stored.get(tp.partition)
-            if start is None:  # never stored: where the group's commit (or the topic) starts
-                start = await consumer.committed(tp)
-            if start is None:
-                start = (await consumer.beginning_offsets([tp]))[tp]
+        starts = await self._starts_retrying(positions, consumer, assigned)
+        for tp, start in starts.items():
             consumer.seek(tp, start)
             owner._start[tp.partition] = start
         log.info("partitions assigned", extra={"worker": self._owner._name,
                  "partitions": sorted(tp.partition for tp in assigned)})  # fmt: skip
+
+    async def _starts_retrying(
+        self, positions: Positions, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """Where each partition starts, asking again until the answer comes. aiokafka only
+        logs a listener's exception, and a partition whose start is unknown is never
+        applied: giving up would stall its SOS events for good, silently."""
+        delay = 0.2
+        while True:
+            try:
+                return await _starts(positions, consumer, assigned)
+            except Exception as exc:  # the database or the broker is away: wait for it
+                if self._owner._stopping:
+                    return {}
+                log.warning(
+                    "cannot load the assigned partitions' positions; retrying",
+                    extra={"worker": self._owner._name, "error": repr(exc), "in_s": delay},
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+
+async def _starts(
+    positions: Positions, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]
+) -> dict[TopicPartition, int]:
+    stored = await positions.assigned({tp.partition for tp in assigned})
+    starts = {}
+    for tp in assigned:
+        start = stored.get(tp.partition)
+        if start is None:  # never stored: where the group's commit (or the topic) starts
+            start = await consumer.committed(tp)
+        if start is None:
+            start = (await consumer.beginning_offsets([tp]))[tp]
+        starts[tp] = start
+    return starts

@@ -81,3 +81,38 @@ async def test_records_count_only_from_the_stored_position_once_it_is_loaded(
     async with consumer:
         await eventually(lambda: asyncio.sleep(0, len(seen) >= 2))
     assert seen == [(True, 3), (True, 4)]
+
+
+class FailingPositions(SlowPositions):
+    """The database is away for the first attempts to load the positions."""
+
+    def __init__(self, stored: dict[int, int], failures: int) -> None:
+        super().__init__(stored)
+        self.failures = failures
+
+    async def assigned(self, partitions: set[int]) -> dict[int, int]:
+        if self.failures:
+            self.failures -= 1
+            raise OSError("connection refused")
+        self.loaded = True
+        return {p: o for p, o in self.stored.items() if p in partitions}
+
+
+async def test_records_wait_for_positions_that_fail_to_load_and_are_not_lost(
+    stack: EmbeddedStack,
+) -> None:
+    topic = await _topic_with(stack.kafka_bootstrap, 3)
+    positions = FailingPositions({0: 1}, failures=2)
+    seen: list[tuple[bool, int]] = []
+
+    async def handler(batch: Batch) -> None:
+        for offset in range(batch.offsets[0] - len(batch.events), batch.offsets[0]):
+            seen.append((positions.loaded, offset))
+
+    consumer = BatchConsumer(
+        name="test", bootstrap=stack.kafka_bootstrap, group_id=f"test-{topic}", topic=topic,
+        handler=handler, positions=positions,
+    )  # fmt: skip
+    async with consumer:
+        await eventually(lambda: asyncio.sleep(0, len(seen) >= 2))
+    assert seen == [(True, 1), (True, 2)] and positions.failures == 0
