@@ -8,7 +8,6 @@ processes' outbox publisher). Who did it is `--by`, the OS user name by default.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import os
 import sys
@@ -21,7 +20,7 @@ import orjson
 
 from alerts import store
 from alerts.errors import AlertError
-from carewatch.db import DatabaseError, connect_pool
+from carewatch.db import DatabaseError, run_on_connection
 from carewatch.settings import Settings
 
 __all__ = ["add_parsers"]
@@ -85,16 +84,9 @@ Action = Callable[[asyncpg.Connection, argparse.Namespace], Awaitable[int]]
 
 def _run(action: Action) -> Callable[[argparse.Namespace, Settings], int]:
     def run(args: argparse.Namespace, settings: Settings) -> int:
-        async def main() -> int:
-            pool = await connect_pool(settings.require_database_url(), min_size=1, max_size=1)
-            try:
-                async with pool.acquire() as conn:
-                    return await action(conn, args)
-            finally:
-                await pool.close()
-
+        url = settings.require_database_url()
         try:
-            return asyncio.run(main())
+            return run_on_connection(url, lambda conn: action(conn, args))
         except (AlertError, DatabaseError) as exc:
             print(f"carewatch: {exc}", file=sys.stderr)
             return 1

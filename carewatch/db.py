@@ -6,15 +6,16 @@ its own transaction, under an advisory lock so processes starting together don't
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
-__all__ = ["DatabaseError", "connect_pool", "migrate", "migrations"]
+__all__ = ["DatabaseError", "connect_pool", "migrate", "migrations", "run_on_connection"]
 
 log = logging.getLogger(__name__)
 
@@ -81,3 +82,20 @@ async def connect_pool(
 
 def _redact(url: str) -> str:
     return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
+T = TypeVar("T")
+
+
+def run_on_connection(url: str, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """For one-shot commands: a connection (migrations applied), `work` on it, closed."""
+
+    async def main() -> T:
+        pool = await connect_pool(url, min_size=1, max_size=1)
+        try:
+            async with pool.acquire() as conn:
+                return await work(conn)
+        finally:
+            await pool.close()
+
+    return asyncio.run(main())

@@ -8,7 +8,6 @@ without restarting anything.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -19,7 +18,7 @@ import orjson
 
 from carewatch import rules_cli
 from carewatch.broker_sync import sync_broker_auth
-from carewatch.db import DatabaseError, connect_pool
+from carewatch.db import DatabaseError, run_on_connection
 from carewatch.settings import Settings
 from devices import registry
 from devices.broker_auth import ROLE_TOPICS, ensure_service_user
@@ -88,16 +87,9 @@ Action = Callable[[asyncpg.Connection, argparse.Namespace, Settings], Awaitable[
 
 def _run(action: Action) -> Callable[[argparse.Namespace, Settings], int]:
     def run(args: argparse.Namespace, settings: Settings) -> int:
-        async def main() -> int:
-            pool = await connect_pool(settings.require_database_url(), min_size=1, max_size=1)
-            try:
-                async with pool.acquire() as conn:
-                    return await action(conn, args, settings)
-            finally:
-                await pool.close()
-
+        url = settings.require_database_url()
         try:
-            return asyncio.run(main())
+            return run_on_connection(url, lambda conn: action(conn, args, settings))
         except (RegistryError, DatabaseError) as exc:
             print(f"carewatch: {exc}", file=sys.stderr)
             return 1
