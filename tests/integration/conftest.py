@@ -34,6 +34,7 @@ from carewatch.embedded import EmbeddedStack
 from carewatch.kafka import DLQ_TOPIC, EVENTS_TOPIC
 from carewatch.mqtt import MqttClient, with_login
 from carewatch.settings import Settings
+from devices import registry
 from devices.broker_auth import ensure_service_user
 from devices.codecs.native import topic_for
 from devices.registry import add_device
@@ -52,6 +53,21 @@ async def eventually(probe: Callable[[], Awaitable[T | None]], *, within: float 
         if time.monotonic() > deadline:
             pytest.fail(f"condition not met within {within} s: {probe}")
         await asyncio.sleep(0.05)
+
+
+def _within(wanted: Any, actual: Any) -> bool:
+    """Whether every value in `wanted` is in `actual` (which may hold more keys)."""
+    if isinstance(wanted, dict):
+        return isinstance(actual, dict) and all(
+            k in actual and _within(v, actual[k]) for k, v in wanted.items()
+        )
+    if isinstance(wanted, list):
+        return (
+            isinstance(actual, list | tuple)
+            and len(wanted) == len(actual)
+            and all(_within(w, a) for w, a in zip(wanted, actual, strict=True))
+        )
+    return bool(wanted == actual)
 
 
 @pytest_asyncio.fixture
@@ -93,6 +109,25 @@ class Pipeline:
             self.logins[device_id] = (device.mqtt_username, secret)
             await wait_for_account(self.stack.mqtt_url, device.mqtt_username, secret)
         return device_id
+
+    async def resident_device(
+        self, overrides: dict[str, Any], *, name: str = "Chen Jie", timezone: str = "Asia/Shanghai"
+    ) -> str:
+        """A new device of a new resident with these rule overrides, once the rules worker
+        has them (bad overrides would leave the defaults in place: this would wait)."""
+        async with self.db.acquire() as conn:
+            resident = await registry.add_resident(conn, name=name, timezone=timezone)
+            await conn.execute(
+                "INSERT INTO resident_rules (resident_id, overrides) VALUES ($1, $2)",
+                resident, orjson.dumps(overrides).decode(),
+            )  # fmt: skip
+        device = await self.register(resident_id=resident)
+
+        async def configured() -> bool:
+            return _within(overrides, self.rules.config_for(device))
+
+        await eventually(configured)
+        return device
 
     async def service_account(self, role: str) -> str:
         """A client id whose connection logs in with a new service account of `role`."""

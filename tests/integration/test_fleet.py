@@ -46,12 +46,7 @@ async def test_a_sped_up_fleet_is_stored_once_and_its_sos_alerts(
     assert stats.events_by_kind["location"] > 0 and stats.events > 400
     ids = [device_id for _, device_id in plan]
 
-    async def all_stored() -> int | None:
-        n = await pipeline.db.fetchval("SELECT count(*) FROM events WHERE device_id = ANY($1)", ids)
-        return n if n >= stats.events else None
-
-    # Reached exactly, never passed: duplicates and late copies are dropped by event id.
-    assert await eventually(all_stored, within=30) == stats.events
+    await _stored_exactly(pipeline, ids, stats.events)
     phones = [d for kind, d in plan if kind == "phone"]
     assert await pipeline.db.fetchval(
         "SELECT count(*) FROM events WHERE device_id = ANY($1) AND source = 'owntracks'", phones
@@ -95,11 +90,7 @@ async def test_4g_watches_over_tcp_through_the_gateway_are_stored_once(
     assert stats.events_by_kind["location"] > 0 and stats.events_by_kind["heartbeat"] > 0
     ids = [device_id for _, device_id in plan]
 
-    async def all_stored() -> int | None:
-        n = await pipeline.db.fetchval("SELECT count(*) FROM events WHERE device_id = ANY($1)", ids)
-        return n if n >= stats.events else None
-
-    assert await eventually(all_stored, within=30) == stats.events
+    await _stored_exactly(pipeline, ids, stats.events)
     sources = await pipeline.db.fetch(
         "SELECT DISTINCT source FROM events WHERE device_id = ANY($1)", ids
     )
@@ -150,11 +141,7 @@ async def test_lorawan_buttons_and_door_sensors_through_their_network_servers(
     assert stats.events_by_kind["sensor"] > 0 and stats.sos_sent > 0
     ids = [device_id for _, device_id in plan]
 
-    async def all_stored() -> int | None:
-        n = await pipeline.db.fetchval("SELECT count(*) FROM events WHERE device_id = ANY($1)", ids)
-        return n if n >= stats.events else None
-
-    assert await eventually(all_stored, within=30) == stats.events
+    await _stored_exactly(pipeline, ids, stats.events)
     sources = await pipeline.db.fetch(
         "SELECT DISTINCT source FROM events WHERE device_id = ANY($1) ORDER BY 1", ids
     )
@@ -165,3 +152,14 @@ async def test_lorawan_buttons_and_door_sensors_through_their_network_servers(
             "SELECT count(*) FROM alerts WHERE kind = 'sos' AND device_id = ANY($1)", buttons
         )
     )
+
+
+async def _stored_exactly(pipeline: Pipeline, ids: list[str], events: int) -> None:
+    """The devices' stored events reach `events` and do not pass it: duplicates and late
+    copies are dropped by event id."""
+
+    async def stored() -> int | None:
+        n = await pipeline.db.fetchval("SELECT count(*) FROM events WHERE device_id = ANY($1)", ids)
+        return n if n >= events else None
+
+    assert await eventually(stored, within=30) == events

@@ -87,19 +87,7 @@ async def test_sustained_low_spo2_alerts_and_a_single_dip_does_not(
 
 async def test_leaving_the_safe_zone_alerts_and_coming_back_resolves(pipeline: Pipeline) -> None:
     home = {"name": "home", "center": [31.2304, 121.4737], "radius_m": 200}
-    async with pipeline.db.acquire() as conn:
-        resident = await registry.add_resident(conn, name="Li Wei", home=(31.2304, 121.4737))
-        await conn.execute(
-            "INSERT INTO resident_rules (resident_id, overrides) VALUES ($1, $2)",
-            resident, orjson.dumps({"geofence": {"zones": [home]}}).decode(),
-        )  # fmt: skip
-    device = await pipeline.register(resident_id=resident)
-
-    async def configured() -> bool:
-        zones = pipeline.rules.config_for(device)["geofence"]["zones"]
-        return [z["name"] for z in zones] == ["home"]
-
-    await eventually(configured)
+    device = await pipeline.resident_device({"geofence": {"zones": [home]}}, name="Li Wei")
     # Home, then ~1 km north, then home again (device time runs forward).
     fixes = [(31.2305, 121.4738, 10), (31.2400, 121.4737, 6), (31.2306, 121.4736, 2)]
     for lat, lon, minutes_ago in fixes:
@@ -136,27 +124,11 @@ async def test_resident_overrides_are_validated_before_they_are_stored(
     assert await asyncio.to_thread(main, ["rules", "check"]) == 0
 
 
-async def _resident_device(pipeline: Pipeline, overrides: dict[str, object]) -> str:
-    async with pipeline.db.acquire() as conn:
-        resident = await registry.add_resident(conn, name="Chen Jie")
-        await conn.execute(
-            "INSERT INTO resident_rules (resident_id, overrides) VALUES ($1, $2)",
-            resident, orjson.dumps(overrides).decode(),
-        )  # fmt: skip
-    device = await pipeline.register(resident_id=resident)
-
-    async def configured() -> bool:
-        return pipeline.rules.config_for(device)["resident"] == overrides["resident"]
-
-    await eventually(configured)
-    return device
-
-
 async def test_a_removed_watch_alerts_after_a_while_and_resolves_when_worn(
     pipeline: Pipeline,
 ) -> None:
     all_day = {"resident": {"timezone": "UTC", "active_hours": "00:00-23:59"}}
-    device = await _resident_device(pipeline, all_day)
+    device = await pipeline.resident_device(all_day)
     await pipeline.publish(device, {"kind": "worn", "worn": False})
     await pipeline.settle(device)
     pipeline.rules.clock_offset = timedelta(minutes=30)

@@ -15,14 +15,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from carewatch.cli import main
 from carewatch.kafka import EVENTS_TOPIC
-from devices import registry
 from simulators.scenario import Expected, Scenario, load_scenario, play, scenario_files
 from tests.integration.conftest import Pipeline, eventually
 
@@ -86,27 +84,14 @@ async def test_scenario_produces_exactly_its_expected_alerts(
 
 
 async def _device_for(pipeline: Pipeline, scenario: Scenario) -> str:
-    """A new device; with the scenario's resident and overrides once the worker has them."""
+    """A new device; with the scenario's resident and overrides once the worker has them
+    (the unit tests check every scenario's overrides as `carewatch rules check` does)."""
     overrides = scenario.resident.overrides
     if not overrides:
         return await pipeline.register()
-    async with pipeline.db.acquire() as conn:
-        resident = await registry.add_resident(
-            conn, name=scenario.name, timezone=scenario.resident.timezone
-        )
-        await conn.execute(
-            "INSERT INTO resident_rules (resident_id, overrides) VALUES ($1, $2)",
-            resident, orjson.dumps(overrides).decode(),
-        )  # fmt: skip
-    device = await pipeline.register(resident_id=resident)
-
-    async def configured() -> bool:
-        return _within(overrides, pipeline.rules.config_for(device))
-
-    # Bad overrides would leave the defaults in place (and wait here): the unit tests
-    # check every scenario's overrides as `carewatch rules check` does.
-    await eventually(configured)
-    return device
+    return await pipeline.resident_device(
+        overrides, name=scenario.name, timezone=scenario.resident.timezone
+    )
 
 
 async def _through_rules(pipeline: Pipeline, landed: Landed, device: str, published: int) -> None:
@@ -159,21 +144,6 @@ def _matches(expected: Expected, alert: dict[str, Any]) -> bool:
 def _brief(alerts: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     keys = ("kind", "status", "count", "severity", "resolution")
     return [tuple(a[k] for k in keys) for a in alerts]
-
-
-def _within(wanted: Any, actual: Any) -> bool:
-    """Whether every value in `wanted` is in `actual` (which may hold more keys)."""
-    if isinstance(wanted, dict):
-        return isinstance(actual, dict) and all(
-            k in actual and _within(v, actual[k]) for k, v in wanted.items()
-        )
-    if isinstance(wanted, list):
-        return (
-            isinstance(actual, list | tuple)
-            and len(wanted) == len(actual)
-            and all(_within(w, a) for w, a in zip(wanted, actual, strict=True))
-        )
-    return bool(wanted == actual)
 
 
 async def test_the_cli_plays_a_scenario_as_a_new_device_and_checks_its_alerts(
