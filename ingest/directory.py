@@ -5,12 +5,15 @@ model?), so a lookup must not cost a database round trip. Changes arrive by
 `LISTEN carewatch_devices` (a trigger on `devices`); a full reload every `refresh_s` covers
 notifications missed while the connection was down. A device not in memory is looked up
 once more in the database before it is called unknown: its registration may have committed
-a moment before its notification arrives.
+a moment before its notification arrives. When that look-up cannot be made (the database
+is down), the answer is "unavailable", not "unknown": ingest must not treat a device it
+cannot check as one that is not registered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -21,13 +24,22 @@ import asyncpg
 from devices.errors import RegistryError
 from devices.registry import Device, get_device, list_devices
 
-__all__ = ["DeviceDirectory"]
+__all__ = ["DeviceDirectory", "RegistryUnavailable"]
 
 log = logging.getLogger(__name__)
 
 _CHANNEL = "carewatch_devices"
 # An unknown device that keeps publishing costs one query per this many seconds.
 _MISS_TTL = 2.0
+# Ingest handles messages in order, so a look-up that hangs (a half-open connection) must
+# not hold every other device's messages for long; after a failure, uncached devices are
+# answered "unavailable" at once for _MISS_TTL s instead of waiting again.
+_LOOKUP_TIMEOUT_S = 2.0
+_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+class RegistryUnavailable(Exception):
+    """A device is not in memory and the database cannot be asked about it."""
 
 
 class DeviceDirectory:
@@ -36,10 +48,12 @@ class DeviceDirectory:
         self._refresh_s = refresh_s
         self._devices: dict[str, Device] = {}
         self._misses: dict[str, float] = {}
+        self._failed_at = float("-inf")  # the last look-up that could not be made
         self._conn: asyncpg.Connection | None = None
         # One connection serves notifications, misses and reloads: one query at a time.
         self._query = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._lost = asyncio.Event()  # set when the connection drops: reconnect at once
 
     async def start(self) -> None:
         await self._connect()
@@ -51,6 +65,7 @@ class DeviceDirectory:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         if self._conn is not None:
+            self._conn.remove_termination_listener(self._terminated)
             await self._conn.close()
             self._conn = None
 
@@ -73,23 +88,29 @@ class DeviceDirectory:
         return self._devices.get(device_id)
 
     async def lookup(self, device_id: str) -> Device | None:
-        """The device, or None if the registry does not know it."""
+        """The device, or None if the registry does not know it.
+
+        Raises RegistryUnavailable when the device is not in memory and the database cannot
+        be reached to look it up."""
         device = self._devices.get(device_id)
-        if device is not None or not self.connected:
+        if device is not None:
             return device
         missed = self._misses.get(device_id)
         if missed is not None and time.monotonic() - missed < _MISS_TTL:
-            return None
+            return None  # the database said so a moment ago
+        if not self.connected or time.monotonic() - self._failed_at < _MISS_TTL:
+            raise RegistryUnavailable(f"{device_id!r} is not cached and the registry is down")
         try:
-            await self._reload_one(device_id)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            # Not known to be registered: refused to the DLQ (bytes kept), not lost.
+            await asyncio.wait_for(self._reload_one(device_id), _LOOKUP_TIMEOUT_S)
+        except (*_DB_ERRORS, TimeoutError) as exc:
+            self._failed_at = time.monotonic()
             log.warning("device lookup failed", extra={"device_id": device_id, "error": repr(exc)})
-            self._misses[device_id] = time.monotonic()
+            raise RegistryUnavailable(f"looking up {device_id!r} failed: {exc!r}") from exc
         return self._devices.get(device_id)
 
     async def _connect(self) -> None:
         conn = await asyncpg.connect(self._url)
+        conn.add_termination_listener(self._terminated)
         await conn.add_listener(_CHANNEL, self._notified)
         self._conn = conn
         await self._reload_all()
@@ -117,18 +138,28 @@ class DeviceDirectory:
         task = asyncio.get_running_loop().create_task(self._reload_one(device_id))
         task.add_done_callback(_log_failure)
 
+    def _terminated(self, _conn: Any) -> None:
+        log.warning("device registry connection lost")
+        self._lost.set()
+
     async def _refresh_loop(self) -> None:
-        """Full reloads; reconnects (with jitter) when the connection is lost."""
+        """Full reloads every `refresh_s`; when the connection is lost, reconnects at once,
+        then with growing random delays while that fails."""
         cap = 1.0
         while True:
-            await asyncio.sleep(self._refresh_s if self.connected else random.uniform(0, cap))
+            if self.connected:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._lost.wait(), self._refresh_s)
+            else:
+                await asyncio.sleep(random.uniform(0, cap))
+            self._lost.clear()
             try:
                 if self.connected:
                     await self._reload_all()
                 else:
                     await self._connect()
                 cap = 1.0
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except _DB_ERRORS as exc:
                 log.warning("device registry refresh failed", extra={"error": repr(exc)})
                 cap = min(cap * 2, 30.0)
 

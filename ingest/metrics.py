@@ -5,6 +5,10 @@ from prometheus_client import Counter, Gauge, Histogram
 MESSAGES = Counter("carewatch_ingest_messages", "MQTT messages received", ["codec"])
 EVENTS = Counter("carewatch_ingest_events", "canonical events written to Kafka", ["kind"])
 REJECTS = Counter("carewatch_ingest_rejects", "payloads or elements sent to the DLQ", ["reason"])
+UNVERIFIED_ALARMS = Counter(
+    "carewatch_ingest_unverified_alarms",
+    "alarm events let through from devices the registry could not be asked about",
+)
 ACKED = Counter("carewatch_ingest_acked", "MQTT messages acknowledged after the Kafka write")
 PRODUCE_RETRIES = Counter("carewatch_ingest_produce_retries", "Kafka writes retried after failure")
 INFLIGHT = Gauge("carewatch_ingest_inflight", "MQTT messages received but not yet acknowledged")

@@ -19,7 +19,7 @@ import logging
 import random
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -33,7 +33,7 @@ from devices.errors import DecodeError
 from devices.events import Event, event_to_json
 from ingest import metrics, policy
 from ingest.acks import AckSequencer, Delivery
-from ingest.directory import DeviceDirectory
+from ingest.directory import DeviceDirectory, RegistryUnavailable
 from ingest.dlq import Reject, dlq_record
 
 __all__ = ["Ingest", "Record"]
@@ -196,19 +196,44 @@ class Ingest:
         if codec is None or device_id is None:
             rejects = [Reject(policy.UNROUTABLE_TOPIC, f"no codec takes topic {topic!r}")]
         else:
-            device = await self._directory.lookup(device_id)
-            refused = policy.admit_device(device, device_id, codec.name)
-            if refused is not None:
-                rejects = [refused]
-            elif len(payload) > self._max_payload:
-                size = f"{len(payload)} bytes > {self._max_payload}"
-                rejects = [Reject(policy.PAYLOAD_TOO_LARGE, size, codec.name)]
-            else:
-                assert device is not None
-                message = Message(payload, topic, device_id, received_at, device.model)
-                events, rejects = self._decode(codec, message)
+            message = Message(payload, topic, device_id, received_at, None)
+            events, rejects = await self._check_and_decode(codec, message)
         dlq = [self._dlq(r, topic, device_id, payload, received_at) for r in rejects]
         return [_event_record(e) for e in events] + dlq
+
+    async def _check_and_decode(
+        self, codec: Codec, message: Message
+    ) -> tuple[list[Event], list[Reject]]:
+        """Who sent it, how big it is, then what it says."""
+        try:
+            device = await self._directory.lookup(message.device_id)
+            refused = policy.admit_device(device, message.device_id, codec.name)
+        except RegistryUnavailable:
+            device, refused = None, None  # cannot be checked: only its alarms pass (below)
+        if refused is not None:
+            return [], [refused]
+        if len(message.payload) > self._max_payload:
+            size = f"{len(message.payload)} bytes > {self._max_payload}"
+            return [], [Reject(policy.PAYLOAD_TOO_LARGE, size, codec.name)]
+        if device is None:
+            return self._unverified(codec, message)
+        return self._decode(codec, replace(message, model=device.model))
+
+    def _unverified(self, codec: Codec, message: Message) -> tuple[list[Event], list[Reject]]:
+        """A device the registry could not be asked about: a missed SOS is worse than an
+        unchecked one (the broker has checked its login), so alarms go through; everything
+        else waits in the DLQ, with its bytes, for the registry to come back."""
+        events, rejects = self._decode(codec, message)
+        events, unchecked = policy.only_alarms(
+            events, codec.name, policy.REGISTRY_UNAVAILABLE, "from a device not yet confirmed"
+        )
+        if events:
+            metrics.UNVERIFIED_ALARMS.inc(len(events))
+            log.warning(
+                "alarm let through unverified: the registry is unreachable",
+                extra={"device_id": message.device_id, "kinds": [e.kind for e in events]},
+            )
+        return events, rejects + unchecked
 
     def _decode(self, codec: Codec, message: Message) -> tuple[list[Event], list[Reject]]:
         """Decode, then apply the time and rate policies to what came out."""

@@ -22,6 +22,7 @@ __all__ = [
     "PAYLOAD_TOO_LARGE",
     "RATE_LIMITED",
     "REDATED_KINDS",
+    "REGISTRY_UNAVAILABLE",
     "TIMESTAMP_IN_FUTURE",
     "UNKNOWN_DEVICE",
     "UNROUTABLE_TOPIC",
@@ -38,6 +39,10 @@ DEVICE_DISABLED = "device_disabled"
 FORMAT_MISMATCH = "format_mismatch"
 RATE_LIMITED = "rate_limited"
 TIMESTAMP_IN_FUTURE = "timestamp_in_future"
+# The device is not in ingest's memory and the registry cannot be asked: its alarms go
+# through unchecked (the broker has already checked its credentials and topic), the rest
+# is refused with its bytes, to be replayed from the DLQ.
+REGISTRY_UNAVAILABLE = "registry_unavailable"
 
 
 def admit_device(device: Device | None, device_id: str, codec: str) -> Reject | None:
@@ -80,13 +85,16 @@ class RateLimiter:
         return True
 
 
-def only_alarms(events: list[Event], codec: str) -> tuple[list[Event], list[Reject]]:
-    """A rate-limited message: its alarms go through, the rest is refused (one reject)."""
+def only_alarms(
+    events: list[Event], codec: str, reason: str = RATE_LIMITED, why: str = "over the device's rate"
+) -> tuple[list[Event], list[Reject]]:
+    """A message refused for `reason`: its alarms go through, the rest is refused (one
+    reject, "N event(s) `why`")."""
     alarms = [e for e in events if e.kind in ALARM_KINDS]
     dropped = len(events) - len(alarms)
     if not dropped:
         return alarms, []
-    return alarms, [Reject(RATE_LIMITED, f"{dropped} event(s) over the device's rate", codec)]
+    return alarms, [Reject(reason, f"{dropped} event(s) {why}", codec)]
 
 
 # Kept at their receive time when their device time is in the future: the alarms, and the

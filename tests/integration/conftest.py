@@ -8,6 +8,7 @@ other's events.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import orjson
@@ -39,6 +41,7 @@ from devices.broker_auth import ensure_service_user
 from devices.codecs.native import topic_for
 from devices.registry import add_device
 from ingest.pipeline import Ingest
+from tests.integration.faults import TcpLink
 
 T = TypeVar("T")
 
@@ -93,6 +96,7 @@ class Pipeline:
     ingest: Ingest
     publisher: AlertPublisher
     rules: RulesProcess
+    registry_link: TcpLink  # between ingest and its registry database
     dlq: list[dict[str, Any]] = field(default_factory=list)
     clients: dict[str, MqttClient] = field(default_factory=dict)
     logins: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (user, secret)
@@ -150,6 +154,24 @@ class Pipeline:
             return (device.status if device else None) == status
 
         await eventually(probe)
+
+    @contextlib.asynccontextmanager
+    async def registry_unreachable(self) -> AsyncIterator[None]:
+        """Cut ingest off from the registry database (the database itself stays up); on
+        leaving, restore the link and wait until ingest has reconnected and reloaded."""
+        directory = self.ingest.directory
+
+        async def connected(wanted: bool) -> bool:
+            return directory.connected == wanted
+
+        await self.registry_link.cut()
+        await eventually(lambda: connected(False))
+        try:
+            yield
+        finally:
+            await self.registry_link.restore()
+            # Soon, not at the next periodic reload: the loss itself wakes the reconnect.
+            await eventually(lambda: connected(True), within=10)
 
     async def client(self, device_id: str) -> MqttClient:
         """The device's own connection, logged in with its own account (one per device:
@@ -220,13 +242,25 @@ class Pipeline:
         )
 
 
+def _via(url: str, port: int) -> str:
+    """`url` with its host and port replaced by a loopback port (a TcpLink's)."""
+    parts = urlsplit(url)
+    login = parts.netloc.rpartition("@")[0]
+    return urlunsplit(
+        parts._replace(netloc=f"{login}@127.0.0.1:{port}" if login else f"127.0.0.1:{port}")
+    )
+
+
 @pytest_asyncio.fixture(scope="session")
 async def pipeline(stack: EmbeddedStack) -> AsyncIterator[Pipeline]:
     run = uuid.uuid4().hex[:8]
+    db = urlsplit(stack.database_url)
+    registry_link = TcpLink(db.hostname or "127.0.0.1", db.port or 5432)
+    await registry_link.start()
     ingest = Ingest(
         mqtt_url=stack.mqtt_urls["ingest"],
         kafka_bootstrap=stack.kafka_bootstrap,
-        database_url=stack.database_url,
+        database_url=_via(stack.database_url, registry_link.port),
         client_id=f"test-ingest-{run}",
         mqtt_protocol=stack.mqtt_protocol,
         share_group=f"test-{run}" if stack.mqtt_shared else "",
@@ -243,7 +277,14 @@ async def pipeline(stack: EmbeddedStack) -> AsyncIterator[Pipeline]:
         group_id=f"test-telemetry-{run}",
         handler=TelemetryWriter(pool=telemetry_pool).handle,
     )
-    pipeline = Pipeline(stack=stack, db=rules_pool, ingest=ingest, publisher=publisher, rules=rules)
+    pipeline = Pipeline(
+        stack=stack,
+        db=rules_pool,
+        ingest=ingest,
+        publisher=publisher,
+        rules=rules,
+        registry_link=registry_link,
+    )
     dlq_reader = asyncio.create_task(_collect(stack.kafka_bootstrap, DLQ_TOPIC, pipeline.dlq))
     async with publisher, telemetry, rules, ingest:
         yield pipeline
@@ -253,6 +294,7 @@ async def pipeline(stack: EmbeddedStack) -> AsyncIterator[Pipeline]:
     await asyncio.gather(dlq_reader, return_exceptions=True)
     await rules_pool.close()
     await telemetry_pool.close()
+    await registry_link.stop()
 
 
 async def _collect(bootstrap: str, topic: str, into: list[dict[str, Any]]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -107,3 +108,18 @@ async def test_last_seen_is_kept_in_the_registry(pipeline: Pipeline, device: str
     await pipeline.wait_events(device, 1)
     seen = await pipeline.db.fetchval("SELECT last_seen FROM devices WHERE device_id = $1", device)
     assert seen is not None
+
+
+async def test_an_sos_gets_through_while_the_registry_is_unreachable(pipeline: Pipeline) -> None:
+    async with pipeline.registry_unreachable():
+        device = await pipeline.register()  # ingest cannot hear of it, nor look it up
+        sent = [{"kind": "heartbeat"}, {"kind": "sos"}]
+        await pipeline.publish(device, sent)
+        await pipeline.wait_alert(device, "sos")
+        (record,) = await pipeline.wait_dlq(device)
+        assert record["reason"] == "registry_unavailable"
+        assert orjson.loads(base64.b64decode(record["payload_b64"])) == sent  # to replay
+    # Back: the device is known, and its telemetry accepted again.
+    await pipeline.publish(device, {"kind": "battery", "battery_pct": 80})
+    await pipeline.settle(device)
+    assert [e["kind"] for e in await pipeline.events(device)][:2] == ["sos", "battery"]
