@@ -26,7 +26,7 @@ from alerts.rules import RULES, Context, Decision, Rule
 from alerts.store import apply_decisions
 from devices.events import ALARM_KINDS
 
-__all__ = ["RulesWorker", "Ticker"]
+__all__ = ["RulesWorker", "Ticker", "log_change"]
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +112,10 @@ class RulesWorker:
             await self._store.save(conn, work, offsets)
         self._store.put(work)
         for change in changes:
-            _log_change(change)
+            log_change(change)
 
 
-def _log_change(change: dict[str, Any]) -> None:
+def log_change(change: dict[str, Any]) -> None:
     metrics.ALERTS.labels(change["kind"], change["change"]).inc()
     log.info(
         "alert " + change["change"],

@@ -17,6 +17,9 @@ resolutions alike. A key seen before (a Kafka redelivery, a device resending the
 message, a timer firing twice) changes nothing, so counts stay true and a replay after a
 crash neither raises nor resolves anything twice. A resolution that found nothing to
 resolve is remembered too (without an alert), so its replay cannot close a newer alert.
+Keys are claimed (inserted) before anything is applied, so two transactions deciding the
+same key at once (the alarm lane and the rules worker) apply it once: the second waits for
+the first and then finds the key taken.
 """
 
 from __future__ import annotations
@@ -56,7 +59,16 @@ PER_RESIDENT = frozenset({"sos", "fall"})
 
 _RESIDENT = "SELECT resident_id FROM devices WHERE device_id = $1"
 
-_SEEN = "SELECT 1 FROM alert_events WHERE event_id = $1 AND kind = $2"
+# Claims every key of a batch at once, in a fixed order: a key another transaction is
+# applying (the alarm lane and the rules worker decide the same alarm raises) makes this one
+# wait for it and then skip the key; the fixed order keeps two claimers from deadlocking.
+_CLAIM = """
+INSERT INTO alert_events (event_id, kind, ts)
+SELECT key, kind, ts FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS d(key, kind, ts)
+ORDER BY key, kind
+ON CONFLICT DO NOTHING
+RETURNING event_id, kind
+"""
 
 _UPSERT = f"""
 INSERT INTO alerts AS a (kind, device_id, severity, first_ts, last_ts, lat, lon, summary,
@@ -89,7 +101,7 @@ WHERE subject = $1 AND kind = $2 AND status <> 'resolved'
 RETURNING {_FULL}
 """
 
-_LINK = "INSERT INTO alert_events (event_id, kind, alert_id, ts) VALUES ($1, $2, $3, $4)"
+_LINK = "UPDATE alert_events SET alert_id = $3 WHERE event_id = $1 AND kind = $2"
 
 _HISTORY = """
 INSERT INTO alert_history (alert_id, change, actor, note, status, count)
@@ -118,11 +130,19 @@ async def apply_decisions(
 ) -> list[dict[str, Any]]:
     """Apply in one transaction, in order; returns the alerts that changed, each with its
     `change` ('opened', 'repeated', 'resolved') and the decision's key as `event_id`."""
+    if not decisions:
+        return []
     changes = []
     async with conn.transaction():
+        claimed = await conn.fetch(
+            _CLAIM,
+            [d.key for d in decisions], [d.kind for d in decisions], [d.ts for d in decisions],
+        )  # fmt: skip
+        new = {(r["event_id"], r["kind"]) for r in claimed}
         for decision in decisions:
-            if await conn.fetchval(_SEEN, decision.key, decision.kind):
-                continue
+            if (decision.key, decision.kind) not in new:
+                continue  # seen before
+            new.discard((decision.key, decision.kind))  # the same key twice in one batch
             if isinstance(decision, ResolveAlert):
                 change = await _auto_resolve(conn, decision)
             else:
@@ -138,7 +158,7 @@ async def _raise(conn: asyncpg.Connection, d: RaiseAlert) -> dict[str, Any]:
         _UPSERT, d.kind, d.device_id, d.severity, d.ts, d.lat, d.lon, d.summary, resident,
         subject,
     )  # fmt: skip
-    await conn.execute(_LINK, d.key, d.kind, row["alert_id"], d.ts)
+    await conn.execute(_LINK, d.key, d.kind, row["alert_id"])
     alert = dict(row)
     alert["change"] = "opened" if alert.pop("inserted") else "repeated"
     await _record(conn, alert, alert["change"], RULES_ACTOR, d.summary)
@@ -149,9 +169,9 @@ async def _raise(conn: asyncpg.Connection, d: RaiseAlert) -> dict[str, Any]:
 async def _auto_resolve(conn: asyncpg.Connection, d: ResolveAlert) -> dict[str, Any] | None:
     _, subject = await _subject(conn, d.kind, d.device_id)
     row = await conn.fetchrow(_AUTO_RESOLVE, subject, d.kind, d.reason)
-    await conn.execute(_LINK, d.key, d.kind, row["alert_id"] if row else None, d.ts)
     if row is None:
-        return None  # nothing open: the key is remembered, nothing else happens
+        return None  # nothing open: the key is remembered (claimed), nothing else happens
+    await conn.execute(_LINK, d.key, d.kind, row["alert_id"])
     alert = dict(row)
     await _record(conn, alert, "resolved", RULES_ACTOR, d.reason)
     alert["change"] = "resolved"

@@ -174,6 +174,7 @@ async def _step(
     sampler.cancel()
     await asyncio.gather(sampler, return_exceptions=True)
     latencies = await _sos_latencies(pool, pressed, plan.drain_s)
+    received = await _sos_received(pool, pressed)
     return {
         "target_events_per_s": rate,
         "offered_events_per_s": round(offered.offered_events_per_s, 1),
@@ -185,6 +186,7 @@ async def _step(
         "sos_sent": len(pressed),
         "sos_alerted": len(latencies),
         "sos_latency_ms": percentiles(latencies),
+        "sos_to_ingest_ms": percentiles(received),
         "processes": meter.usage(),
     }
 
@@ -233,6 +235,16 @@ async def _sos_latencies(
             break
         await asyncio.sleep(0.2)
     return [(r["opened_at"].timestamp() - pressed[r["device_id"]]) * 1000 for r in rows]
+
+
+async def _sos_received(pool: asyncpg.Pool, pressed: dict[str, float]) -> list[float]:
+    """Press -> ingest's receive time (the stored event's `received_at`): the part of the
+    SOS latency spent before Kafka (publish, broker, ingest's queue)."""
+    rows = await pool.fetch(
+        "SELECT device_id, received_at FROM events WHERE kind = 'sos' AND device_id = ANY($1)",
+        list(pressed),
+    )
+    return [(r["received_at"].timestamp() - pressed[r["device_id"]]) * 1000 for r in rows]
 
 
 async def _lag(stack: EmbeddedStack, pool: asyncpg.Pool) -> dict[str, int]:
@@ -411,7 +423,8 @@ def _cpu_model() -> str:
 
 _HEADER = (
     f"{'target/s':>9} {'offered/s':>10} {'stored/s':>9} {'lag':>7} {'dlq':>5} "
-    f"{'sos p50':>8} {'p95':>6} {'p99':>6} {'max':>6} {'cpu% ingest/tele/rules/pg/load':>32}"
+    f"{'sos p50':>8} {'p95':>6} {'p99':>6} {'max':>6} {'ingest p99':>10} "
+    f"{'cpu% ingest/tele/rules/pg/load':>32}"
 )
 
 
@@ -427,7 +440,7 @@ def _print_row(step: dict[str, Any]) -> None:
         f"{step['target_events_per_s']:>9} {step['offered_events_per_s']:>10.0f} "
         f"{step['sustained_events_per_s']:>9.0f} {lag:>7} {step['dlq']:>5.0f} "
         f"{_ms(lat['p50']):>8} {_ms(lat['p95']):>6} {_ms(lat['p99']):>6} {_ms(lat['max']):>6} "
-        f"{cpu:>32}",
+        f"{_ms(step['sos_to_ingest_ms']['p99']):>10} {cpu:>32}",
         flush=True,
     )
 

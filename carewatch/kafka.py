@@ -9,6 +9,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 __all__ = [
+    "ALARMS_TOPIC",
     "ALERTS_TOPIC",
     "DLQ_TOPIC",
     "EVENTS_TOPIC",
@@ -22,6 +23,9 @@ log = logging.getLogger(__name__)
 EVENTS_TOPIC = "carewatch.events.v1"
 DLQ_TOPIC = "carewatch.dlq.v1"
 ALERTS_TOPIC = "carewatch.alerts.v1"
+# A copy of every sos and fall event (same JSON, same key) for the alarm lane, which raises
+# their alerts without waiting behind the events topic (alerts/alarm_lane.py).
+ALARMS_TOPIC = "carewatch.alarms.v1"
 
 # How long a fetch may wait for records (see make_consumer).
 _FETCH_WAIT_MS = 20
@@ -34,7 +38,12 @@ async def ensure_topics(bootstrap: str, *, partitions: int, replication_factor: 
 
     Raises the aiokafka error for the broker's error code (e.g. `PolicyViolationError`).
     """
-    wanted = {EVENTS_TOPIC: partitions, DLQ_TOPIC: _DLQ_PARTITIONS, ALERTS_TOPIC: partitions}
+    wanted = {
+        EVENTS_TOPIC: partitions,
+        ALARMS_TOPIC: partitions,
+        DLQ_TOPIC: _DLQ_PARTITIONS,
+        ALERTS_TOPIC: partitions,
+    }
     topics = [NewTopic(name, count, replication_factor) for name, count in wanted.items()]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="carewatch-admin")
     await admin.start()

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
+from alerts.alarm_lane import AlarmLane
 from alerts.consumer import BatchConsumer
 from alerts.outbox import AlertPublisher
 from alerts.resident_config import ResidentConfigs
@@ -18,7 +19,7 @@ from alerts.rule_state import RuleStateStore
 from alerts.rules_worker import RulesWorker, Ticker
 from alerts.telemetry import TelemetryWriter, prepare_connection
 from carewatch.db import connect_pool
-from carewatch.kafka import EVENTS_TOPIC
+from carewatch.kafka import ALARMS_TOPIC, EVENTS_TOPIC
 from carewatch.mqtt import MqttClient
 from carewatch.service import Running
 from carewatch.settings import Settings
@@ -67,14 +68,24 @@ async def build_rules(settings: Settings, stack: AsyncExitStack) -> Running:
         positions=store,
     )
     await stack.enter_async_context(consumer)
+    alarm_lane = BatchConsumer(
+        name="alarms",
+        bootstrap=bootstrap,
+        group_id=f"{settings.rules_group}-alarms",
+        handler=AlarmLane(pool=pool).handle,
+        topic=ALARMS_TOPIC,
+    )
+    await stack.enter_async_context(alarm_lane)
     ticker = Ticker(worker=worker, caught_up=_caught_up(consumer), interval=settings.rules_tick_s)
     await stack.enter_async_context(ticker)
 
     def health() -> dict[str, Any]:
-        consuming, publishing = consumer.health(), publisher.health()
-        return {**consuming, "ok": consuming["ok"] and publishing["ok"], "publisher": publishing}
+        consuming, alarms, publishing = consumer.health(), alarm_lane.health(), publisher.health()
+        ok = consuming["ok"] and alarms["ok"] and publishing["ok"]
+        return {**consuming, "ok": ok, "alarm_lane": alarms, "publisher": publishing}
 
-    return Running(health=health, watch=[consumer.done, publisher.done, ticker.done])
+    watch = [consumer.done, alarm_lane.done, publisher.done, ticker.done]
+    return Running(health=health, watch=watch)
 
 
 def _caught_up(consumer: BatchConsumer, backlog: int = 1000) -> Callable[[], Awaitable[bool]]:

@@ -2,7 +2,8 @@
 
 Flow of one message:
   paho callback (on the event loop) -> in-order `AckSequencer` + queue
-  -> `_records`: route by topic, size check, decode -> events and DLQ records
+  -> `_records`: route by topic, size check, decode -> events and DLQ records (sos and
+     fall events also go to the alarm lane's topic, ahead of the rest)
   -> all records produced; when Kafka confirms every one -> mark done -> PUBACK in order.
 A failed Kafka write is retried (with backoff) until it succeeds or the process stops; the
 message is never acked before, so nothing acknowledged is lost. Redelivered messages give
@@ -26,11 +27,11 @@ from typing import Any, Literal
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from carewatch.kafka import DLQ_TOPIC, EVENTS_TOPIC, make_producer
+from carewatch.kafka import ALARMS_TOPIC, DLQ_TOPIC, EVENTS_TOPIC, make_producer
 from carewatch.mqtt import MqttClient
 from devices.codecs import CODECS, Codec, Message
 from devices.errors import DecodeError
-from devices.events import Event, event_to_json
+from devices.events import ALARM_KINDS, Event, event_to_json
 from ingest import metrics, policy
 from ingest.acks import AckSequencer, Delivery
 from ingest.directory import DeviceDirectory, RegistryUnavailable
@@ -199,7 +200,7 @@ class Ingest:
             message = Message(payload, topic, device_id, received_at, None)
             events, rejects = await self._check_and_decode(codec, message)
         dlq = [self._dlq(r, topic, device_id, payload, received_at) for r in rejects]
-        return [_event_record(e) for e in events] + dlq
+        return _event_records(events) + dlq
 
     async def _check_and_decode(
         self, codec: Codec, message: Message
@@ -337,7 +338,10 @@ class Ingest:
     @staticmethod
     def _count(records: list[Record]) -> None:
         for r in records:
-            (metrics.EVENTS if r.topic == EVENTS_TOPIC else metrics.REJECTS).labels(r.label).inc()
+            if r.topic == EVENTS_TOPIC:
+                metrics.EVENTS.labels(r.label).inc()
+            elif r.topic == DLQ_TOPIC:
+                metrics.REJECTS.labels(r.label).inc()
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -357,8 +361,15 @@ def _shared(topic_filter: str, share_group: str) -> str:
     return f"$share/{share_group}/{topic_filter}" if share_group else topic_filter
 
 
-def _event_record(event: Event) -> Record:
-    return Record(EVENTS_TOPIC, event.device_id.encode(), event_to_json(event), event.kind)
+def _event_records(events: list[Event]) -> list[Record]:
+    """Every event to the events topic; alarms also, first, to the alarm lane's topic."""
+    records: list[Record] = []
+    for event in events:
+        key, value = event.device_id.encode(), event_to_json(event)
+        if event.kind in ALARM_KINDS:
+            records.insert(0, Record(ALARMS_TOPIC, key, value, event.kind))
+        records.append(Record(EVENTS_TOPIC, key, value, event.kind))
+    return records
 
 
 def _reject(err: DecodeError) -> Reject:

@@ -20,7 +20,7 @@ from alerts.rules import Context, Decision, RaiseAlert, ResolveAlert, Rule
 from alerts.rules._support import config, iso, parse_ts
 from devices.events import Event, FallEvent, SosEvent
 
-__all__ = ["RULE", "evaluate"]
+__all__ = ["RULE", "evaluate", "raised_by"]
 
 # How long an uncancelled fall keeps a later cancel from resolving the (shared) alert, and
 # how long a cancel waits for a fall delivered after it. Counted in device time.
@@ -28,28 +28,42 @@ _HOLD = timedelta(hours=6)
 _MAX_KEPT = 16
 
 
-def evaluate(event: Event, state: dict[str, Any], ctx: Context) -> list[Decision]:
+def raised_by(event: Event) -> RaiseAlert | None:
+    """The alert an alarm event raises, whatever came before it: no state needed (the
+    alarm lane raises from this alone, ahead of the rules worker; see alerts/alarm_lane.py).
+    None for other events and for a fall's cancel."""
     if isinstance(event, SosEvent):
-        return [_raise(event, "sos", "SOS button pressed")]
-    if isinstance(event, FallEvent):
-        window = timedelta(seconds=config(ctx).alarms.fall_cancel_window_s)
-        newest = max(event.ts, parse_ts(state.get("newest", iso(event.ts))))
-        state["newest"] = iso(newest)
-        # [device time, event id, whether cancelled (falls) / used (cancels)]
-        falls: list[list[Any]] = _recent(state.get("falls", []), newest)
-        cancels: list[list[Any]] = _recent(state.get("cancels", []), newest)
-        state["falls"], state["cancels"] = falls, cancels
-        if event.cancelled:
-            return _cancel(event, falls, cancels, window)
-        return _fall(event, falls, cancels, window)
-    return []
+        return _raise(event, "sos", "SOS button pressed")
+    if isinstance(event, FallEvent) and not event.cancelled:
+        confirmed = " (confirmed)" if event.confirmed else ""
+        return _raise(event, "fall", f"fall detected{confirmed}")
+    return None
+
+
+def evaluate(event: Event, state: dict[str, Any], ctx: Context) -> list[Decision]:
+    raised = raised_by(event)
+    if not isinstance(event, FallEvent):
+        return [raised] if raised else []  # an SOS, or not an alarm
+    window = timedelta(seconds=config(ctx).alarms.fall_cancel_window_s)
+    newest = max(event.ts, parse_ts(state.get("newest", iso(event.ts))))
+    state["newest"] = iso(newest)
+    # [device time, event id, whether cancelled (falls) / used (cancels)]
+    falls: list[list[Any]] = _recent(state.get("falls", []), newest)
+    cancels: list[list[Any]] = _recent(state.get("cancels", []), newest)
+    state["falls"], state["cancels"] = falls, cancels
+    if raised is None:
+        return _cancel(event, falls, cancels, window)
+    return _fall(event, raised, falls, cancels, window)
 
 
 def _fall(
-    event: FallEvent, falls: list[list[Any]], cancels: list[list[Any]], window: timedelta
+    event: FallEvent,
+    raised: RaiseAlert,
+    falls: list[list[Any]],
+    cancels: list[list[Any]],
+    window: timedelta,
 ) -> list[Decision]:
-    confirmed = " (confirmed)" if event.confirmed else ""
-    decisions: list[Decision] = [_raise(event, "fall", f"fall detected{confirmed}")]
+    decisions: list[Decision] = [raised]
     if any(f[1] == event.event_id for f in falls):
         return decisions  # redelivered: the store counts its raise once
     cancel = next(

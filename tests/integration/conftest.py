@@ -24,6 +24,7 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
 
+from alerts.alarm_lane import AlarmLane
 from alerts.consumer import BatchConsumer
 from alerts.outbox import AlertPublisher
 from alerts.resident_config import ResidentConfigs
@@ -33,12 +34,13 @@ from alerts.telemetry import TelemetryWriter, prepare_connection
 from carewatch.broker_sync import sync_broker_auth, wait_for_account
 from carewatch.db import connect_pool
 from carewatch.embedded import EmbeddedStack
-from carewatch.kafka import DLQ_TOPIC, EVENTS_TOPIC
+from carewatch.kafka import ALARMS_TOPIC, DLQ_TOPIC, EVENTS_TOPIC
 from carewatch.mqtt import MqttClient, with_login
 from carewatch.settings import Settings
 from devices import registry
 from devices.broker_auth import ensure_service_user
 from devices.codecs.native import topic_for
+from devices.events import make_event
 from devices.registry import add_device
 from ingest.pipeline import Ingest
 from tests.integration.faults import TcpLink
@@ -227,11 +229,23 @@ class Pipeline:
     async def settle(self, device_id: str) -> None:
         """Wait until both workers have handled everything published so far for a device.
 
-        A fall is sent after it: same device, same partition, so once the fall alert and
-        the fall's row exist, every earlier event of the device has been through both.
+        A fall is sent after it: same device, same partition, so once the rules worker's
+        state has the fall (its alert alone may come from the alarm lane, ahead of the
+        worker) and the fall's row exists, every earlier event of the device has been
+        through both.
         """
-        await self.publish(device_id, {"kind": "fall", "msg_id": f"settle-{uuid.uuid4()}"})
-        await self.wait_alert(device_id, "fall")
+        msg_id = f"settle-{uuid.uuid4()}"
+        await self.publish(device_id, {"kind": "fall", "msg_id": msg_id})
+        fall = make_event(
+            device_id=device_id, kind="fall", ts=None, received_at=datetime.now(UTC),
+            source="native", fields={}, msg_id=msg_id,
+        )  # fmt: skip
+
+        async def seen_by_rules() -> bool:
+            falls = self.rules.state(device_id).get("alarms", {}).get("falls", [])
+            return any(f[1] == fall.event_id for f in falls)
+
+        await eventually(seen_by_rules)
         await eventually(lambda: self._has_fall_row(device_id))
 
     async def _has_fall_row(self, device_id: str) -> bool:
@@ -328,6 +342,8 @@ class RulesProcess:
         self.clock_offset = timedelta(0)
         self.worker: RulesWorker | None = None
         self._consumer: BatchConsumer | None = None
+        self._alarm_lane: BatchConsumer | None = None
+        self._store: RuleStateStore | None = None
         self._configs: ResidentConfigs | None = None
 
     def now(self) -> datetime:
@@ -336,7 +352,9 @@ class RulesProcess:
     async def start(self) -> None:
         self._configs = ResidentConfigs(pool=self._pool, refresh_s=0.5)
         await self._configs.start()
-        store = RuleStateStore(pool=self._pool, group_id=self.group_id, topic=EVENTS_TOPIC)
+        store = self._store = RuleStateStore(
+            pool=self._pool, group_id=self.group_id, topic=EVENTS_TOPIC
+        )
         self.worker = RulesWorker(
             pool=self._pool, store=store, configs=self._configs, clock=self.now
         )
@@ -345,8 +363,16 @@ class RulesProcess:
             handler=self.worker.handle, positions=store,
         )  # fmt: skip
         await self._consumer.start()
+        self._alarm_lane = BatchConsumer(
+            name="alarms", bootstrap=self._stack.kafka_bootstrap,
+            group_id=f"{self.group_id}-alarms", handler=AlarmLane(pool=self._pool).handle,
+            topic=ALARMS_TOPIC,
+        )  # fmt: skip
+        await self._alarm_lane.start()
 
     async def stop(self) -> None:
+        if self._alarm_lane is not None:
+            await self._alarm_lane.stop()
         if self._consumer is not None:
             await self._consumer.stop()
         if self._configs is not None:
@@ -356,9 +382,22 @@ class RulesProcess:
         await self.stop()
         await self.start()
 
+    @contextlib.asynccontextmanager
+    async def worker_stuck(self) -> AsyncIterator[None]:
+        """The rules worker stuck (its state lock held, as by a long batch's write) while
+        the alarm lane runs on."""
+        assert self._store is not None
+        async with self._store.lock:
+            yield
+
     async def tick(self) -> None:
         assert self.worker is not None
         await self.worker.tick()
+
+    def state(self, device_id: str) -> dict[str, Any]:
+        """The rule state the worker has stored for a device ({rule: state})."""
+        assert self._store is not None
+        return self._store.state(device_id)
 
     def config_for(self, device_id: str) -> dict[str, Any]:
         assert self._configs is not None

@@ -246,6 +246,27 @@ async def test_raise_and_resolve_in_one_batch_apply_in_order(
     assert changes[0]["alert_id"] == changes[2]["alert_id"] != changes[3]["alert_id"]
 
 
+async def test_the_same_decisions_applied_at_once_apply_once(
+    pipeline: Pipeline, device: str
+) -> None:
+    """The alarm lane and the rules worker decide the same raises, at the same moment
+    under load, in batches that list them in different orders."""
+    other = await pipeline.register()
+    batch = [_raise(device, "e1"), _raise(other, "e2"), _raise(device, "e3")]
+
+    async def apply(decisions: list[RaiseAlert]) -> list[dict[str, Any]]:
+        async with pipeline.db.acquire() as conn:
+            return await store.apply_decisions(conn, decisions)
+
+    lanes = [batch, batch[::-1]] * 3
+    changes = [c for found in await asyncio.gather(*map(apply, lanes)) for c in found]
+    assert sorted(c["event_id"] for c in changes) == sorted(d.key for d in batch)
+    counts = [
+        (a["device_id"], a["count"]) for d in (device, other) for a in await pipeline.alerts(d)
+    ]
+    assert counts == [(device, 2), (other, 1)]
+
+
 async def test_publishers_side_by_side_send_each_change_once_in_order(
     pipeline: Pipeline, device: str, topic: Topic
 ) -> None:

@@ -8,7 +8,7 @@ import orjson
 import pytest
 from prometheus_client import REGISTRY
 
-from tests.integration.conftest import Pipeline
+from tests.integration.conftest import Pipeline, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -118,3 +118,32 @@ async def test_a_cancelled_fall_is_stored_but_does_not_alert(
     rows = await pipeline.wait_events(device, 2)
     assert {r["kind"] for r in rows} == {"fall", "sos"}
     assert [a["kind"] for a in await pipeline.alerts(device)] == ["sos"]
+
+
+async def test_the_alarm_lane_alerts_while_the_rules_worker_is_behind(
+    pipeline: Pipeline, device: str
+) -> None:
+    async with pipeline.rules.worker_stuck():
+        await pipeline.publish(device, {"kind": "sos", "msg_id": "press-1"})
+        alert = await pipeline.wait_alert(device, "sos")
+        assert (alert["status"], alert["count"]) == ("open", 1)
+    # The worker catches up and decides the same raise: it changes nothing.
+    await pipeline.settle(device)
+    (sos,) = [a for a in await pipeline.alerts(device) if a["kind"] == "sos"]
+    assert (sos["alert_id"], sos["count"]) == (alert["alert_id"], 1)
+
+
+async def test_a_fall_the_alarm_lane_raised_is_still_cancelled_by_the_wearer(
+    pipeline: Pipeline, device: str
+) -> None:
+    async with pipeline.rules.worker_stuck():
+        await pipeline.publish(device, {"kind": "fall", "msg_id": "f1"})
+        await pipeline.wait_alert(device, "fall")
+        await pipeline.publish(device, {"kind": "fall", "cancelled": True, "msg_id": "c1"})
+
+    async def resolved() -> dict[str, object] | None:
+        (fall,) = [a for a in await pipeline.alerts(device) if a["kind"] == "fall"]
+        return fall if fall["status"] == "resolved" else None
+
+    fall = await eventually(resolved)  # the cancel needs the worker's state: once it is back
+    assert (fall["resolution"], fall["count"]) == ("cancelled by wearer", 1)

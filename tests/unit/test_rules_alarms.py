@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from alerts.rules import RaiseAlert, ResolveAlert
-from alerts.rules.alarms import RULE
+from alerts.rules.alarms import RULE, raised_by
 from tests.unit.rule_harness import T0, Device
 
 
@@ -65,3 +65,12 @@ def test_the_window_is_configurable() -> None:
 def test_sos_always_alerts() -> None:
     device = Device(RULE)
     assert [d.kind for d in device.send("sos", _after(-86400))] == ["sos"]
+
+
+def test_the_alarm_lane_raises_what_the_rule_raises_without_state() -> None:
+    device = Device(RULE)
+    for kind, fields in [("sos", {}), ("fall", {"confirmed": True})]:
+        event = device.event(kind, _after(10), **fields)
+        assert raised_by(event) == device.feed(event)[0]  # the same key: the store takes one
+    assert raised_by(device.event("fall", _after(20), cancelled=True)) is None  # needs state
+    assert raised_by(device.event("heartbeat", _after(30))) is None
