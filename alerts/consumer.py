@@ -24,9 +24,14 @@ from alerts import metrics
 from carewatch.kafka import EVENTS_TOPIC, make_consumer
 from devices.events import Event, event_from_json
 
-__all__ = ["Batch", "BatchConsumer", "Handler", "Positions"]
+__all__ = ["YIELD_EVERY", "Batch", "BatchConsumer", "Handler", "Positions"]
 
 log = logging.getLogger(__name__)
+
+# Records or events a long batch works through before it lets the event loop run other
+# tasks: the rules process's alarm lane shares the loop with the rules worker, and an SOS
+# should not wait for a whole batch of ordinary events to be decoded and evaluated.
+YIELD_EVERY = 200
 
 
 @dataclass(frozen=True)
@@ -148,7 +153,7 @@ class BatchConsumer:
                 continue
             records = [r for part in batch.values() for r in part]
             offsets = {tp.partition: part[-1].offset + 1 for tp, part in batch.items()}
-            if await self._handle(self._decode(records, offsets)):
+            if await self._handle(await self._decode(records, offsets)):
                 await self._commit(batch)
 
     def _positioned(
@@ -164,9 +169,11 @@ class BatchConsumer:
                     kept[tp] = records
         return kept
 
-    def _decode(self, records: list[ConsumerRecord], offsets: dict[int, int]) -> Batch:
+    async def _decode(self, records: list[ConsumerRecord], offsets: dict[int, int]) -> Batch:
         events, partitions = [], []
-        for record in records:
+        for n, record in enumerate(records, 1):
+            if n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # let the process's other consumers run
             try:
                 events.append(event_from_json(record.value))
                 partitions.append(record.partition)

@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 
 from alerts import metrics
-from alerts.consumer import Batch
+from alerts.consumer import YIELD_EVERY, Batch
 from alerts.resident_config import ResidentConfigs
 from alerts.rule_state import RuleStateStore
 from alerts.rules import RULES, Context, Decision, Rule
@@ -61,7 +61,11 @@ class RulesWorker:
             work: States = {}
             decisions: list[Decision] = []
             owned = self._store.owned  # a rebalance may have taken partitions since the fetch
-            for event, partition in zip(batch.events, batch.partitions, strict=True):
+            for n, (event, partition) in enumerate(
+                zip(batch.events, batch.partitions, strict=True)
+            ):
+                if n % YIELD_EVERY == YIELD_EVERY - 1:
+                    await asyncio.sleep(0)  # the alarm lane shares this loop
                 if partition not in owned:
                     continue
                 device = event.device_id
