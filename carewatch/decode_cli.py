@@ -18,8 +18,9 @@ from typing import Any
 from carewatch.settings import Settings
 from devices.codecs import CODECS, Codec, Message, get_codec
 from devices.codecs.watch_frames import FrameSplitter, FrameTooLarge
-from devices.errors import DecodeError
+from devices.errors import DecodeError, RegistryError
 from devices.events import event_to_json
+from devices.registry import check_clock
 
 __all__ = ["add_parser"]
 
@@ -40,6 +41,11 @@ def add_parser(sub: Any) -> None:
         f"required except for native, where it defaults to {_NATIVE_DEFAULT_TOPIC}",
     )
     parser.add_argument("--model", help="device model as the registry would give it, e.g. ws101")
+    parser.add_argument(
+        "--clock-tz",
+        metavar="ZONE",
+        help="the zone the device's clock is on, as registered (watch; default UTC)",
+    )
     parser.add_argument("file", nargs="?", default="-", help="payload file; '-' = stdin")
     parser.set_defaults(run=_decode)
 
@@ -52,10 +58,14 @@ def _decode(args: argparse.Namespace, _settings: Settings) -> int:
     device_id = codec.device_from_topic(topic)
     if device_id is None:
         return _fail(f"unroutable_topic: {topic!r} is not a {codec.name} topic")
+    try:
+        clock_tz = check_clock(args.clock_tz)
+    except RegistryError as exc:
+        return _fail(str(exc))
     data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
     rejected = False
     for payload in _payloads(codec.name, data):
-        message = Message(payload, topic, device_id, datetime.now(UTC), args.model)
+        message = Message(payload, topic, device_id, datetime.now(UTC), args.model, clock_tz)
         rejected |= _print(codec, message)
     return 2 if rejected else 0
 

@@ -27,6 +27,11 @@ from devices.errors import RegistryError
 
 __all__ = ["add_parsers"]
 
+_CLOCK_HELP = (
+    "IANA time zone the device's clock is set to, e.g. Asia/Shanghai (default UTC); "
+    "used for formats whose times carry no offset (watch)"
+)
+
 
 def add_parsers(sub: Any) -> None:
     devices = sub.add_parser("devices", help="register, list, disable and import devices")
@@ -37,7 +42,13 @@ def add_parsers(sub: Any) -> None:
     add.add_argument("--format", required=True, choices=sorted(CODECS))
     add.add_argument("--model", help="device model, e.g. ws101 (picks a payload decoder)")
     add.add_argument("--resident", type=int, help="resident id (see `residents add`)")
+    add.add_argument("--clock-tz", metavar="ZONE", help=_CLOCK_HELP)
     add.set_defaults(run=_run(_add))
+
+    clock = actions.add_parser("set-clock", help="say which time zone a device's clock is on")
+    clock.add_argument("device_id")
+    clock.add_argument("zone", help=_CLOCK_HELP)
+    clock.set_defaults(run=_run(_set_clock))
 
     listing = actions.add_parser("list", help="list registered devices")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -58,7 +69,7 @@ def add_parsers(sub: Any) -> None:
         required=True,
         type=Path,
         metavar="FILE",
-        help="header: device_id,format[,model][,resident_id]; '-' = stdin",
+        help="header: device_id,format[,model][,resident_id][,clock_tz]; '-' = stdin",
     )
     imp.set_defaults(run=_run(_import))
 
@@ -100,7 +111,7 @@ def _run(action: Action) -> Callable[[argparse.Namespace, Settings], int]:
 async def _add(conn: asyncpg.Connection, args: argparse.Namespace, settings: Settings) -> int:
     device, secret = await registry.add_device(
         conn, device_id=args.device_id, format=args.format, model=args.model,
-        resident_id=args.resident,
+        resident_id=args.resident, clock_tz=args.clock_tz,
     )  # fmt: skip
     print(f"registered {device.device_id} ({device.format})")
     _print_account(device, secret)
@@ -124,11 +135,13 @@ async def _list(conn: asyncpg.Connection, args: argparse.Namespace, _settings: S
     if not devices:
         print("no devices")
         return 0
-    print(f"{'DEVICE':<28} {'FORMAT':<10} {'MODEL':<8} {'RESIDENT':<8} {'STATUS':<9} LAST SEEN")
+    print(f"{'DEVICE':<28} {'FORMAT':<10} {'MODEL':<8} {'RESIDENT':<8} {'STATUS':<9} "
+          f"{'CLOCK':<16} LAST SEEN")  # fmt: skip
     for d in devices:
         seen = d.last_seen.strftime("%Y-%m-%d %H:%M:%S") if d.last_seen else "never"
+        clock = d.clock_tz or "UTC"
         print(f"{d.device_id:<28} {d.format:<10} {d.model or '-':<8} "
-              f"{d.resident_id or '-':<8} {d.status:<9} {seen}")  # fmt: skip
+              f"{d.resident_id or '-':<8} {d.status:<9} {clock:<16} {seen}")  # fmt: skip
     return 0
 
 
@@ -138,6 +151,12 @@ async def _set_status(
     device = await registry.set_status(conn, args.device_id, args.status)
     print(f"{device.device_id} is {device.status}")
     await _sync(conn, settings)
+    return 0
+
+
+async def _set_clock(conn: asyncpg.Connection, args: argparse.Namespace, _s: Settings) -> int:
+    device = await registry.set_clock(conn, args.device_id, args.zone)
+    print(f"{device.device_id}'s clock is on {device.clock_tz or 'UTC'}")
     return 0
 
 

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
 
@@ -24,15 +25,17 @@ __all__ = [
     "Device",
     "add_device",
     "add_resident",
+    "check_clock",
     "get_device",
     "import_csv",
     "issue_secret",
     "list_devices",
+    "set_clock",
     "set_status",
 ]
 
 DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
-_COLUMNS = "device_id, format, model, resident_id, status, mqtt_username, last_seen"
+_COLUMNS = "device_id, format, model, resident_id, status, mqtt_username, last_seen, clock_tz"
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,9 @@ class Device:
     status: str
     mqtt_username: str | None
     last_seen: datetime | None = None
+    # The zone the device's clock is set to (IANA name), for formats whose device time has
+    # no offset (the watch protocol); None: UTC.
+    clock_tz: str | None = None
 
     @property
     def active(self) -> bool:
@@ -77,16 +83,18 @@ async def add_device(
     format: str,
     model: str | None = None,
     resident_id: int | None = None,
+    clock_tz: str | None = None,
 ) -> tuple[Device, str | None]:
     """Register a device; returns it and its broker secret (None if it has no account)."""
     username = _check(device_id, format)
+    clock_tz = check_clock(clock_tz)
     secret = new_secret() if username else None
     try:
         row = await conn.fetchrow(
             "INSERT INTO devices (device_id, format, model, resident_id, mqtt_username,"
-            f" secret_hash) VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_COLUMNS}",
+            f" secret_hash, clock_tz) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_COLUMNS}",
             device_id, format, model, resident_id, username,
-            hash_secret(secret) if secret else None,
+            hash_secret(secret) if secret else None, clock_tz,
         )  # fmt: skip
     except asyncpg.UniqueViolationError as exc:
         raise RegistryError(f"device {device_id!r} (or its MQTT user) already exists") from exc
@@ -135,8 +143,35 @@ async def set_status(conn: asyncpg.Connection, device_id: str, status: str) -> D
     return _device(row)
 
 
+async def set_clock(conn: asyncpg.Connection, device_id: str, clock_tz: str | None) -> Device:
+    """Say which zone a device's clock runs on (None or "UTC": UTC)."""
+    row = await conn.fetchrow(
+        f"UPDATE devices SET clock_tz = $2, updated_at = now() WHERE device_id = $1"
+        f" RETURNING {_COLUMNS}",
+        device_id,
+        check_clock(clock_tz),
+    )
+    if row is None:
+        raise RegistryError(f"no device {device_id!r}")
+    return _device(row)
+
+
+def check_clock(clock_tz: str | None) -> str | None:
+    """A known IANA zone name, or None for UTC."""
+    if clock_tz is None or clock_tz.strip() in ("", "UTC"):
+        return None
+    try:
+        ZoneInfo(clock_tz.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise RegistryError(
+            f"clock time zone {clock_tz!r} unknown: want an IANA name such as Asia/Shanghai"
+        ) from None
+    return clock_tz.strip()
+
+
 async def import_csv(conn: asyncpg.Connection, text: str) -> list[tuple[Device, str | None]]:
-    """Register every row of a CSV (header: device_id,format[,model][,resident_id]).
+    """Register every row of a CSV (header: device_id,format[,model][,resident_id]
+    [,clock_tz]).
 
     All or nothing: one bad row rolls the whole file back, and the error names its line.
     """
@@ -163,6 +198,7 @@ def _csv_fields(row: dict[str, Any]) -> dict[str, Any]:
         "format": (row["format"] or "").strip(),
         "model": (row.get("model") or "").strip() or None,
         "resident_id": int(resident) if resident else None,
+        "clock_tz": (row.get("clock_tz") or "").strip() or None,
     }
 
 

@@ -218,7 +218,7 @@ class Ingest:
             return [], [Reject(policy.PAYLOAD_TOO_LARGE, size, codec.name)]
         if device is None:
             return self._unverified(codec, message)
-        return self._decode(codec, replace(message, model=device.model))
+        return self._decode(codec, replace(message, model=device.model, clock_tz=device.clock_tz))
 
     def _unverified(self, codec: Codec, message: Message) -> tuple[list[Event], list[Reject]]:
         """A device the registry could not be asked about: a missed SOS is worse than an

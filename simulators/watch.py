@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 
 from devices.codecs.watch import (
     STATUS_FALL,
@@ -56,10 +56,17 @@ class WifiSighting:
 
 class WatchEncoder:
     def __init__(
-        self, device_id: str, *, maker: str = "3G", indexed: bool = False, first_index: int = 1
+        self,
+        device_id: str,
+        *,
+        maker: str = "3G",
+        indexed: bool = False,
+        first_index: int = 1,
+        clock: tzinfo = UTC,
     ) -> None:
         self.device_id = device_id
         self.maker = maker
+        self.clock = clock  # the zone the watch's clock is set to (its times carry none)
         self.topic = topic_for(device_id)
         self._indexed = indexed
         self._index = first_index
@@ -101,7 +108,7 @@ class WatchEncoder:
         status |= STATUS_MOTION if moving else 0
         body = ",".join(
             (
-                _when(at),
+                _when(at, self.clock),
                 _position(fix),
                 f"{gsm},{battery},{steps},{rolls},{status:08X}",
                 _CELLS,
@@ -157,11 +164,10 @@ class WatchEncoder:
         return self.frame(b"TK," + escape(amr))
 
 
-def _when(at: datetime) -> str:
+def _when(at: datetime, clock: tzinfo) -> str:
     if at.tzinfo is None:
         raise ValueError("at must be timezone-aware")
-    utc = at.astimezone(UTC)
-    return utc.strftime("%d%m%y,%H%M%S")
+    return at.astimezone(clock).strftime("%d%m%y,%H%M%S")
 
 
 def _position(fix: Fix | None) -> str:

@@ -33,6 +33,7 @@ class Message:
     device_id: str  # named by the topic; a payload naming another device is rejected
     received_at: datetime
     model: str | None = None  # the device model from the registry, if it knows one
+    clock_tz: str | None = None  # the zone the device's clock runs on (registry); None: UTC
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,12 @@ Frame types (upper-cased first: some firmware sends `ud`, `heart`, `bphrt`):
   TK, JXTK, IMG, TKQ, TKQ2      voice and pictures: no events
   anything else                 no events (see `decode_frame` for why not an error)
 
-Position body: date ddmmyy, time hhmmss (UTC, as Traccar reads it), validity A/V, lat,
-N/S, lon, E/W, speed km/h, course, altitude m, satellites, GSM signal, battery %, steps,
-rolls (tumbles), status (hex bit field), then cells and Wi-Fi. Cells and Wi-Fi are not
-read: the canonical event has no field for them, and positioning from them needs a
-lookup service (the raw frame keeps them).
+Position body: date ddmmyy, time hhmmss (in the zone registered as the watch's clock;
+UTC by default, as Traccar reads it), validity A/V, lat, N/S, lon, E/W, speed km/h,
+course, altitude m, satellites, GSM signal, battery %, steps, rolls (tumbles), status (hex
+bit field), then cells and Wi-Fi. Cells and Wi-Fi are not read: the canonical event has
+no field for them, and positioning from them needs a lookup service (the raw frame keeps
+them).
 
 Safety: an alarm never depends on a position. A frame without a valid, non-zero fix
 gives no location event, and its sos/fall carry no lat/lon. An AL frame always alerts:
@@ -28,8 +29,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
@@ -103,23 +105,24 @@ def device_from_topic(topic: str) -> str | None:
     return match.group(1) if match else None
 
 
-def decode(payload: bytes, device_id: str, received_at: datetime) -> Decoded:
-    """One raw frame (still escaped, as the watch sent it) -> events and rejected facts."""
+def decode(payload: bytes, device_id: str, received_at: datetime, clock: tzinfo = UTC) -> Decoded:
+    """One raw frame (still escaped, as the watch sent it) -> events and rejected facts.
+    `clock`: the zone the watch's clock runs on (its times carry no offset)."""
     frame = parse_frame(payload)
     if frame.device_id != device_id:
         raise DecodeError(
             NAME, Reason.DEVICE_MISMATCH, f"frame of {frame.device_id!r} published on {device_id!r}"
         )
-    return decode_frame(frame, received_at)
+    return decode_frame(frame, received_at, clock)
 
 
-def decode_frame(frame: Frame, received_at: datetime) -> Decoded:
+def decode_frame(frame: Frame, received_at: datetime, clock: tzinfo = UTC) -> Decoded:
     """Unknown types decode to nothing, not to UNKNOWN_MESSAGE_TYPE: most are a watch
     acknowledging a server command by echoing it (`SOS1`, `UPLOAD`, `REMOVE`, `CR`...) or a
     vendor extension without safety data; a DLQ record for each would bury the real rejects.
     Note that `SOS` and `FALLDOWN` frames are such acknowledgements, never alarms."""
     kind = frame.content_type.upper()
-    out = _Out(frame.device_id, received_at)
+    out = _Out(frame.device_id, received_at, clock)
     if kind == "LK":
         _keep_alive(out, _fields(frame))
     elif kind == "INIT":
@@ -142,6 +145,7 @@ class _Out:
 
     device_id: str
     received_at: datetime
+    clock: tzinfo = UTC  # the zone the watch's clock runs on
     decoded: Decoded = field(default_factory=Decoded)
 
     def emit(self, kind: str, ts: datetime | None, fields: dict[str, Any]) -> None:
@@ -229,16 +233,16 @@ def _position_report(out: _Out, values: list[str], *, alarm: bool) -> None:
         out.emit("sos", None, {})  # an unreadable alarm is still an alarm
         out.reject(Reason.TRUNCATED, detail)
         return
-    report = _read_report(values)
+    report = _read_report(values, out.clock)
     for reason, detail in report.problems:
         out.reject(reason, detail)
     _alarms(out, report, alarm=alarm)
     _telemetry(out, report)
 
 
-def _read_report(values: list[str]) -> _Report:
+def _read_report(values: list[str], clock: tzinfo) -> _Report:
     report = _Report()
-    report.ts = _timestamp(values[0], values[1], report)
+    report.ts = _timestamp(values[0], values[1], clock, report)
     report.fix = _fix(values, report)
     report.battery = _number(values[12])
     report.steps = _count(values[13])
@@ -255,13 +259,14 @@ def _read_report(values: list[str]) -> _Report:
     return report
 
 
-def _timestamp(date: str, time: str, report: _Report) -> datetime | None:
+def _timestamp(date: str, time: str, clock: tzinfo, report: _Report) -> datetime | None:
     try:
         if not (len(date) == len(time) == 6 and date.isdigit() and time.isdigit()):
             raise ValueError("want ddmmyy,hhmmss")
         day, month, year = int(date[:2]), int(date[2:4]), 2000 + int(date[4:])
         hour, minute, second = int(time[:2]), int(time[2:4]), int(time[4:])
-        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+        local = datetime(year, month, day, hour, minute, second, tzinfo=clock)
+        return local.astimezone(UTC)
     except ValueError as exc:
         report.problems.append((Reason.INVALID_TIMESTAMP, f"{date},{time}: {exc}"))
         return None
@@ -408,7 +413,8 @@ _VITALS = {
 
 
 def _decode_message(message: Message) -> Decoded:
-    return decode(message.payload, message.device_id, message.received_at)
+    clock = ZoneInfo(message.clock_tz) if message.clock_tz else UTC
+    return decode(message.payload, message.device_id, message.received_at, clock)
 
 
 CODEC = Codec(

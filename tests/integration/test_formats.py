@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from carewatch.embedded import free_port
 from carewatch.mqtt import MqttClient, MqttError
+from devices import registry
 from devices.codecs.watch_frames import FrameSplitter
 from ingest.watch_gateway import WatchGateway
 from simulators import lorawan, owntracks
-from simulators.watch import WatchEncoder
-from tests.integration.conftest import Pipeline
+from simulators.watch import Fix, WatchEncoder
+from tests.integration.conftest import Pipeline, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +81,7 @@ async def test_a_watch_over_tcp_reaches_stored_telemetry_and_alerts(pipeline: Pi
         reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
         writer.write(encoder.link(steps=1200, battery=76) + encoder.alarm(now, sos=True))
         await writer.drain()
-        splitter, replies = FrameSplitter(), []
+        splitter, replies = FrameSplitter(), list[bytes]()
         while len(replies) < 2:  # LK and AL answered, each only after its publish
             data = await asyncio.wait_for(reader.read(1024), 20)
             assert data, f"gateway hung up after {replies}"
@@ -90,3 +92,26 @@ async def test_a_watch_over_tcp_reaches_stored_telemetry_and_alerts(pipeline: Pi
     assert alert["lat"] is None  # no GPS fix in the alarm frame: alerts all the same
     kinds = {e["kind"] for e in await pipeline.wait_events(device, 3)}
     assert {"heartbeat", "battery", "sos"} <= kinds
+
+
+async def test_a_watch_on_local_time_is_stored_at_the_right_time(pipeline: Pipeline) -> None:
+    beijing = ZoneInfo("Asia/Shanghai")
+    device = await pipeline.register(str(uuid.uuid4().int)[:10], format="watch")
+    gateway = await pipeline.service_account("gateway")
+    async with pipeline.db.acquire() as conn:
+        await registry.set_clock(conn, device, "Asia/Shanghai")  # after ingest knew it as UTC
+    encoder = WatchEncoder(device, clock=beijing)
+    sent = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+
+    async def ingest_knows() -> bool:  # by NOTIFY, without a restart
+        cached = pipeline.ingest.directory.cached(device)
+        return cached is not None and cached.clock_tz == "Asia/Shanghai"
+
+    await eventually(ingest_knows)
+    await pipeline.publish_as(gateway, encoder.topic, encoder.report(sent, fix=Fix(31.2, 121.4)))
+    events = await pipeline.wait_events(device, 3)  # read as UTC it would be 8 h ahead: refused
+    assert {e["kind"]: e["ts"] for e in events} == {
+        "location": sent,
+        "battery": sent,
+        "activity": sent,
+    }

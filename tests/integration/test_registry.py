@@ -44,6 +44,7 @@ async def test_gateway_devices_have_no_broker_account(pipeline: Pipeline) -> Non
         ({"device_id": "bad id", "format": "native"}, "device id"),
         ({"device_id": "nocolon", "format": "owntracks"}, "does not fit"),
         ({"device_id": "ok-2", "format": "native", "resident_id": 10**9}, "no resident"),
+        ({"device_id": "ok-3", "format": "watch", "clock_tz": "Beijing"}, "IANA name"),
     ],
 )
 async def test_bad_registrations_say_why(
@@ -85,3 +86,18 @@ async def test_disable_and_enable(pipeline: Pipeline) -> None:
         assert (await registry.set_status(conn, device_id, "active")).active
         with pytest.raises(RegistryError, match="no device"):
             await registry.set_status(conn, _id(), "disabled")
+
+
+async def test_a_watch_clock_zone_is_kept_and_changed(pipeline: Pipeline) -> None:
+    on_local, imported = _id(), _id()
+    async with pipeline.db.acquire() as conn:
+        added, _ = await registry.add_device(
+            conn, device_id=on_local, format="watch", clock_tz="Asia/Shanghai"
+        )
+        assert added.clock_tz == "Asia/Shanghai"
+        assert (await registry.set_clock(conn, on_local, "UTC")).clock_tz is None
+        text = f"device_id,format,clock_tz\n{imported},watch,Asia/Urumqi\n"
+        ((device, _),) = await registry.import_csv(conn, text)
+        assert device.clock_tz == "Asia/Urumqi"
+        with pytest.raises(RegistryError, match="no device"):
+            await registry.set_clock(conn, _id(), "Asia/Shanghai")

@@ -56,3 +56,14 @@ def test_a_watch_capture_is_cut_into_frames_as_the_gateway_does(
     code, events, err = _run(capsys, tmp_path, b"[3G*8800000001*0002*LK]\n[3G*88", *topic)
     assert code == 2 and [e["kind"] for e in events] == ["heartbeat"]
     assert err.startswith("invalid_frame: ")  # the cut-off rest is named, not ignored
+
+
+def test_a_watch_clock_zone_as_the_registry_would_give_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    frame = b"[3G*8800000015*0041*UD,221126,083012,A,31.2,N,121.4,E,0,0,0,9,100,80,0,0,00000000]"
+    args = ("--format", "watch", "--topic", "carewatch/v1/watch/8800000015/up")
+    code, events, _ = _run(capsys, tmp_path, frame, *args, "--clock-tz", "Asia/Shanghai")
+    assert code == 0 and events[0]["ts"] == "2026-11-22T00:30:12Z"
+    code, events, err = _run(capsys, tmp_path, frame, *args, "--clock-tz", "Mars/Olympus")
+    assert code == 2 and events == [] and "Mars/Olympus" in err and "IANA" in err

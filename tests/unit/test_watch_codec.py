@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
@@ -529,3 +530,18 @@ _FIELD = st.one_of(
 def test_any_field_values_only_raise_decode_error(kind: str, values: list[str]) -> None:
     content = ",".join([kind, *values]).encode()
     _decodes_or_raises_decode_error(build_frame("3G", "8800000015", content))
+
+
+def test_a_watch_on_local_time_is_read_in_its_registered_zone() -> None:
+    beijing = ZoneInfo("Asia/Shanghai")
+    sent = datetime(2026, 11, 22, 8, 30, 12, tzinfo=beijing)  # 00:30:12 UTC
+    frame = WatchEncoder("8800000015", clock=beijing).report(sent, fix=Fix(31.2, 121.4))
+    assert b"221126,083012" in frame  # the watch's own digits, no offset
+    message = Message(
+        frame, watch.topic_for("8800000015"), "8800000015", NOW, None, "Asia/Shanghai"
+    )
+    location = next(e for e in watch.CODEC.decode(message).events if e.kind == "location")
+    assert location.ts == at("2026-11-22 00:30:12")
+    # Read as UTC, the same frame is eight hours off:
+    location = next(e for e in decode(frame).events if e.kind == "location")
+    assert location.ts == at("2026-11-22 08:30:12")
