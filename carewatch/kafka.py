@@ -7,6 +7,7 @@ import logging
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
+from aiokafka.partitioner import DefaultPartitioner
 
 __all__ = [
     "ALARMS_TOPIC",
@@ -70,11 +71,33 @@ def make_producer(bootstrap: str, *, client_id: str = "carewatch") -> AIOKafkaPr
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         client_id=client_id,
+        partitioner=CachedPartitioner(),
         acks="all",
         linger_ms=5,
         max_batch_size=131072,
         request_timeout_ms=30000,
     )
+
+
+class CachedPartitioner:
+    """aiokafka's default partitioner (murmur2 of the key, as Java clients do: a device's
+    records land where any Kafka client would put them), remembering its answer per key.
+    murmur2 is pure Python and ingest asks for every record, mostly for the same devices."""
+
+    def __init__(self, max_keys: int = 1 << 17) -> None:
+        self._max_keys = max_keys
+        self._known: dict[tuple[bytes, int], int] = {}
+
+    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+        if key is None:
+            return int(DefaultPartitioner()(key, all_partitions, available))
+        known = (key, len(all_partitions))  # a topic's partitions are 0..n-1
+        partition = self._known.get(known)
+        if partition is None:
+            if len(self._known) >= self._max_keys:
+                self._known.clear()  # many more devices than this: start over, rarely
+            partition = self._known[known] = DefaultPartitioner()(key, all_partitions, available)
+        return partition
 
 
 def make_consumer(bootstrap: str, *, group_id: str) -> AIOKafkaConsumer:

@@ -205,14 +205,17 @@ def compute_event_id(event: Event, msg_id: str | None) -> str:
     Without one: a hash of the device, kind, device time and every kind field.
     """
     if msg_id is not None:
-        key: dict[str, Any] = {"d": event.device_id, "k": event.kind, "m": msg_id}
-    else:
-        key = event.model_dump(
-            mode="json", exclude={"event_id", "received_at", "source", "device_ts"}
-        )
-        key = {k: v for k, v in key.items() if v is not None}
-    digest = hashlib.sha256(orjson.dumps(key, option=orjson.OPT_SORT_KEYS)).hexdigest()
-    return digest[:32]
+        return _message_id(event.device_id, event.kind, msg_id)
+    key = event.model_dump(mode="json", exclude={"event_id", "received_at", "source", "device_ts"})
+    return _digest({k: v for k, v in key.items() if v is not None})
+
+
+def _message_id(device_id: str, kind: str, msg_id: str) -> str:
+    return _digest({"d": device_id, "k": kind, "m": msg_id})
+
+
+def _digest(key: dict[str, Any]) -> str:
+    return hashlib.sha256(orjson.dumps(key, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 
 def make_event(
@@ -238,8 +241,13 @@ def make_event(
         "received_at": received_at,
         "source": source,
     }
+    if msg_id is not None:
+        # The id needs nothing validation could change: one validation, no copy (ingest
+        # makes every event here).
+        data["event_id"] = _message_id(device_id, kind, msg_id)
+        return EVENT_ADAPTER.validate_python(data)
     event = EVENT_ADAPTER.validate_python(data)
-    return event.model_copy(update={"event_id": compute_event_id(event, msg_id)})
+    return event.model_copy(update={"event_id": compute_event_id(event, None)})
 
 
 def event_to_json(event: Event) -> bytes:

@@ -1,5 +1,7 @@
 """Prometheus metrics of the ingest process."""
 
+import functools
+
 from prometheus_client import Counter, Gauge, Histogram
 
 MESSAGES = Counter("carewatch_ingest_messages", "MQTT messages received", ["codec"])
@@ -17,3 +19,20 @@ PRODUCE_SECONDS = Histogram(
     "time from MQTT receive to Kafka acknowledging every record of the message",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
 )
+
+
+# `.labels()` looks its child up under a lock on every call; ingest counts every record,
+# and the label values are closed sets (event kinds, reject reasons).
+@functools.cache
+def events_of(kind: str) -> Counter:
+    return EVENTS.labels(kind)
+
+
+@functools.cache
+def rejects_of(reason: str) -> Counter:
+    return REJECTS.labels(reason)
+
+
+@functools.cache
+def messages_of(codec: str) -> Counter:
+    return MESSAGES.labels(codec)

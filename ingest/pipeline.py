@@ -192,7 +192,7 @@ class Ingest:
     async def _records(self, topic: str, payload: bytes, received_at: datetime) -> list[Record]:
         """Every Kafka record one MQTT message becomes: events and rejects."""
         codec, device_id = self._route(topic)
-        metrics.MESSAGES.labels(codec.name if codec else "none").inc()
+        metrics.messages_of(codec.name if codec else "none").inc()
         events: list[Event] = []
         if codec is None or device_id is None:
             rejects = [Reject(policy.UNROUTABLE_TOPIC, f"no codec takes topic {topic!r}")]
@@ -339,9 +339,9 @@ class Ingest:
     def _count(records: list[Record]) -> None:
         for r in records:
             if r.topic == EVENTS_TOPIC:
-                metrics.EVENTS.labels(r.label).inc()
+                metrics.events_of(r.label).inc()
             elif r.topic == DLQ_TOPIC:
-                metrics.REJECTS.labels(r.label).inc()
+                metrics.rejects_of(r.label).inc()
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
