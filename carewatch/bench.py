@@ -292,9 +292,9 @@ class Meter:
 
     def __init__(self, children: dict[str, tuple[ChildProcess, int]]) -> None:
         self._ports = {name: port for name, (_, port) in children.items()}
-        self._cpu0: dict[str, float] = {}
+        self._cpu0: dict[tuple[str, int, float], float] = {}
         self._t0 = 0.0
-        self._cpu1: dict[str, float] | None = None
+        self._cpu1: dict[tuple[str, int, float], float] | None = None
         self._t1 = 0.0
         self._peak: dict[str, int] = {}
 
@@ -323,14 +323,17 @@ class Meter:
             self.stop()
         assert self._cpu1 is not None
         wall = self._t1 - self._t0
-        cpu = self._cpu1
+        used: dict[str, float] = {}
+        for key, seconds in self._cpu1.items():
+            group = key[0]  # a process that started during the step counts from 0:
+            used[group] = used.get(group, 0.0) + seconds - self._cpu0.get(key, 0.0)
         return {
             group: {
-                "cpu_pct": round(100 * (cpu.get(group, 0) - self._cpu0.get(group, 0)) / wall, 1),
+                "cpu_pct": round(100 * used[group] / wall, 1),
                 "peak_rss_mb": round(self._peak.get(group, 0) / 2**20, 1),
             }
             for group in self.GROUPS
-            if group in cpu
+            if group in used
         }
 
     def _processes(self) -> dict[str, list[psutil.Process]]:
@@ -343,13 +346,17 @@ class Meter:
                     groups.setdefault(group, []).append(proc)
         return groups
 
-    def _cpu(self) -> dict[str, float]:
-        out: dict[str, float] = {}
+    def _cpu(self) -> dict[tuple[str, int, float], float]:
+        """CPU seconds per (group, pid, start time). Per process, not per group: PostgreSQL
+        backends come and go, and a group's sum would shrink when one exits. A process's
+        reaped children are counted with it (the postmaster's exited backends)."""
+        out: dict[tuple[str, int, float], float] = {}
         for group, procs in self._processes().items():
             for proc in procs:
                 with contextlib.suppress(psutil.Error):
-                    times = proc.cpu_times()
-                    out[group] = out.get(group, 0.0) + times.user + times.system
+                    t = proc.cpu_times()
+                    used = t.user + t.system + t.children_user + t.children_system
+                    out[(group, proc.pid, proc.create_time())] = used
         return out
 
     def _rss(self) -> dict[str, int]:

@@ -14,9 +14,11 @@ __all__ = [
     "ALERTS_TOPIC",
     "DLQ_TOPIC",
     "EVENTS_TOPIC",
+    "CachedPartitioner",
     "ensure_topics",
     "make_consumer",
     "make_producer",
+    "topic_exists",
 ]
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,12 @@ def make_producer(bootstrap: str, *, client_id: str = "carewatch") -> AIOKafkaPr
         max_batch_size=131072,
         request_timeout_ms=30000,
     )
+
+
+async def topic_exists(producer: AIOKafkaProducer, topic: str) -> bool:
+    """Whether the cluster has `topic` (asking does not create it)."""
+    cluster = await producer.client.fetch_all_metadata()
+    return topic in cluster.topics()
 
 
 class CachedPartitioner:

@@ -27,7 +27,7 @@ from typing import Any, Literal
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from carewatch.kafka import ALARMS_TOPIC, DLQ_TOPIC, EVENTS_TOPIC, make_producer
+from carewatch.kafka import ALARMS_TOPIC, DLQ_TOPIC, EVENTS_TOPIC, make_producer, topic_exists
 from carewatch.mqtt import MqttClient
 from devices.codecs import CODECS, Codec, Message
 from devices.errors import DecodeError
@@ -76,6 +76,7 @@ class Ingest:
         self._max_ahead = timedelta(seconds=max_ahead_s)
         self._kafka_bootstrap = kafka_bootstrap
         self._producer: AIOKafkaProducer | None = None
+        self._alarm_copies = False  # whether carewatch.alarms.v1 exists (known at start)
         self._mqtt = MqttClient(
             url=mqtt_url,
             client_id=client_id,
@@ -115,6 +116,7 @@ class Ingest:
             await self._directory.start()
             self._producer = make_producer(self._kafka_bootstrap)
             await self._producer.start()
+            self._alarm_copies = await self._alarm_topic_exists()
             self._accepting = True
             self._process_task = self._spawn(self._process_loop(), "ingest-process")
             await self._mqtt.start()
@@ -122,6 +124,20 @@ class Ingest:
             await self.stop()  # nothing half-started may outlive a failed start
             raise
         log.info("ingest started", extra={"codecs": [c.name for c in self._codecs]})
+
+    async def _alarm_topic_exists(self) -> bool:
+        """Whether to copy alarms to the alarm lane's topic. A deployment that has not
+        created it yet still alerts (through the events topic, slower under load): a write
+        to a missing topic would instead stall every message behind it."""
+        assert self._producer is not None
+        if await topic_exists(self._producer, ALARMS_TOPIC):
+            return True
+        log.error(
+            "topic missing: alarms reach the rules worker only through the events topic;"
+            " create it and restart ingest",
+            extra={"topic": ALARMS_TOPIC},
+        )
+        return False
 
     async def stop(self, drain_timeout: float = 15.0) -> None:
         """Stop taking messages, finish (and ack) those in flight, then disconnect."""
@@ -157,6 +173,7 @@ class Ingest:
             "ok": self._mqtt.connected and self._producer is not None,
             "mqtt_connected": self._mqtt.connected,
             "registry_connected": self._directory.connected,
+            "alarm_lane": self._alarm_copies,
             "devices_known": len(self._directory),
             "inflight": len(self._acks),
         }
@@ -200,7 +217,7 @@ class Ingest:
             message = Message(payload, topic, device_id, received_at, None)
             events, rejects = await self._check_and_decode(codec, message)
         dlq = [self._dlq(r, topic, device_id, payload, received_at) for r in rejects]
-        return _event_records(events) + dlq
+        return _event_records(events, self._alarm_copies) + dlq
 
     async def _check_and_decode(
         self, codec: Codec, message: Message
@@ -361,12 +378,12 @@ def _shared(topic_filter: str, share_group: str) -> str:
     return f"$share/{share_group}/{topic_filter}" if share_group else topic_filter
 
 
-def _event_records(events: list[Event]) -> list[Record]:
+def _event_records(events: list[Event], alarm_copies: bool) -> list[Record]:
     """Every event to the events topic; alarms also, first, to the alarm lane's topic."""
     records: list[Record] = []
     for event in events:
         key, value = event.device_id.encode(), event_to_json(event)
-        if event.kind in ALARM_KINDS:
+        if alarm_copies and event.kind in ALARM_KINDS:
             records.insert(0, Record(ALARMS_TOPIC, key, value, event.kind))
         records.append(Record(EVENTS_TOPIC, key, value, event.kind))
     return records

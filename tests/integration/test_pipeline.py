@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import uuid
 
 import orjson
 import pytest
 from prometheus_client import REGISTRY
 
+from carewatch.kafka import ALARMS_TOPIC, make_producer, topic_exists
 from tests.integration.conftest import Pipeline, eventually
 
 pytestmark = pytest.mark.integration
@@ -147,3 +149,12 @@ async def test_a_fall_the_alarm_lane_raised_is_still_cancelled_by_the_wearer(
 
     fall = await eventually(resolved)  # the cancel needs the worker's state: once it is back
     assert (fall["resolution"], fall["count"]) == ("cancelled by wearer", 1)
+
+
+async def test_ingest_copies_alarms_only_to_a_lane_topic_that_exists(pipeline: Pipeline) -> None:
+    """Writing to a missing topic would stall ingest: an older deployment without the
+    alarm lane's topic must keep alerting through the events topic."""
+    assert pipeline.ingest.health()["alarm_lane"] is True
+    async with make_producer(pipeline.stack.kafka_bootstrap) as producer:
+        assert await topic_exists(producer, ALARMS_TOPIC)
+        assert not await topic_exists(producer, f"carewatch.missing-{uuid.uuid4().hex}")
