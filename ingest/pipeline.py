@@ -240,7 +240,7 @@ class Ingest:
     def _unverified(self, codec: Codec, message: Message) -> tuple[list[Event], list[Reject]]:
         """A device the registry could not be asked about: a missed SOS is worse than an
         unchecked one (the broker has checked its login), so alarms go through; everything
-        else waits in the DLQ, with its bytes, for the registry to come back."""
+        else is refused to the DLQ, with its bytes."""
         events, rejects = self._decode(codec, message)
         events, unchecked = policy.only_alarms(
             events, codec.name, policy.REGISTRY_UNAVAILABLE, "from a device not yet confirmed"

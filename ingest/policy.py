@@ -41,7 +41,7 @@ RATE_LIMITED = "rate_limited"
 TIMESTAMP_IN_FUTURE = "timestamp_in_future"
 # The device is not in ingest's memory and the registry cannot be asked: its alarms go
 # through unchecked (the broker has already checked its credentials and topic), the rest
-# is refused with its bytes, to be replayed from the DLQ.
+# is refused, its bytes kept in the DLQ record.
 REGISTRY_UNAVAILABLE = "registry_unavailable"
 
 
