@@ -71,6 +71,7 @@ class BatchConsumer:
         max_records: int = 5000,
         topic: str = EVENTS_TOPIC,
         positions: Positions | None = None,
+        urgent: bool = False,
     ) -> None:
         self._name = name
         self._bootstrap = bootstrap
@@ -79,6 +80,7 @@ class BatchConsumer:
         self._handler = handler
         self._max_records = max_records
         self._positions = positions
+        self._urgent = urgent  # fetch for latency rather than throughput (make_consumer)
         # With `positions`: where each assigned partition's records start to count. aiokafka
         # starts fetching before the rebalance listener has loaded them, so records of a
         # partition not in here yet are dropped; the listener's seek fetches them again.
@@ -95,7 +97,9 @@ class BatchConsumer:
         return self._task
 
     async def start(self) -> None:
-        self._consumer = make_consumer(self._bootstrap, group_id=self._group_id)
+        self._consumer = make_consumer(
+            self._bootstrap, group_id=self._group_id, urgent=self._urgent
+        )
         await self._consumer.start()
         self._consumer.subscribe([self._topic], listener=_Rebalance(self))
         self._task = asyncio.create_task(self._run(), name=f"{self._name}-consume")

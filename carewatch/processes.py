@@ -74,6 +74,7 @@ async def build_rules(settings: Settings, stack: AsyncExitStack) -> Running:
         group_id=f"{settings.rules_group}-alarms",
         handler=AlarmLane(pool=pool).handle,
         topic=ALARMS_TOPIC,
+        urgent=True,
     )
     await stack.enter_async_context(alarm_lane)
     ticker = Ticker(worker=worker, caught_up=_caught_up(consumer), interval=settings.rules_tick_s)

@@ -366,7 +366,7 @@ class RulesProcess:
         self._alarm_lane = BatchConsumer(
             name="alarms", bootstrap=self._stack.kafka_bootstrap,
             group_id=f"{self.group_id}-alarms", handler=AlarmLane(pool=self._pool).handle,
-            topic=ALARMS_TOPIC,
+            topic=ALARMS_TOPIC, urgent=True,
         )  # fmt: skip
         await self._alarm_lane.start()
 
