@@ -212,6 +212,11 @@ def _check(device_id: str, format: str) -> str | None:
             " starting with a letter or digit"
         )
     codec = get_codec(format)
+    if codec.device_ids is not None and not codec.device_ids.fullmatch(device_id):
+        raise RegistryError(
+            f"device id {device_id!r} cannot be sent by a {format} device"
+            f" (its ids match {codec.device_ids.pattern})"
+        )
     if codec.broker_account is None:
         return None
     username, topics = codec.broker_account(device_id)

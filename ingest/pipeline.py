@@ -380,13 +380,14 @@ def _shared(topic_filter: str, share_group: str) -> str:
 
 def _event_records(events: list[Event], alarm_copies: bool) -> list[Record]:
     """Every event to the events topic; alarms also, first, to the alarm lane's topic."""
+    alarms: list[Record] = []
     records: list[Record] = []
     for event in events:
         key, value = event.device_id.encode(), event_to_json(event)
         if alarm_copies and event.kind in ALARM_KINDS:
-            records.insert(0, Record(ALARMS_TOPIC, key, value, event.kind))
+            alarms.append(Record(ALARMS_TOPIC, key, value, event.kind))
         records.append(Record(EVENTS_TOPIC, key, value, event.kind))
-    return records
+    return alarms + records
 
 
 def _reject(err: DecodeError) -> Reject:

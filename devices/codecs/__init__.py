@@ -8,6 +8,7 @@ escapes a codec, whatever the bytes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -47,6 +48,9 @@ class Codec:
     # How a device of this format logs in to the broker itself: (username, the topics it may
     # publish). None: it reaches carewatch through a gateway or a network server instead.
     broker_account: Callable[[str], tuple[str, tuple[str, ...]]] | None = None
+    # The device ids this format's messages can carry, where narrower than the registry's
+    # (a watch frame's id field has no ':'): a registered id outside it could never send.
+    device_ids: re.Pattern[str] | None = None
 
 
 def _registry() -> dict[str, Codec]:

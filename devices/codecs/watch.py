@@ -423,4 +423,5 @@ CODEC = Codec(
     device_from_topic=device_from_topic,
     decode=_decode_message,
     broker_account=None,  # watches speak TCP to ingest.watch_gateway, not MQTT
+    device_ids=re.compile(DEVICE_ID),
 )

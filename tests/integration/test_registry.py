@@ -45,6 +45,7 @@ async def test_gateway_devices_have_no_broker_account(pipeline: Pipeline) -> Non
         ({"device_id": "nocolon", "format": "owntracks"}, "does not fit"),
         ({"device_id": "ok-2", "format": "native", "resident_id": 10**9}, "no resident"),
         ({"device_id": "ok-3", "format": "watch", "clock_tz": "Beijing"}, "IANA name"),
+        ({"device_id": "88:01", "format": "watch"}, "cannot be sent by a watch"),
     ],
 )
 async def test_bad_registrations_say_why(
