@@ -11,7 +11,7 @@ from pathlib import Path
 
 import orjson
 
-from carewatch import alerts_cli, decode_cli, registry_cli, rules_cli, scenario_cli
+from carewatch import alerts_cli, decode_cli, dlq_cli, registry_cli, rules_cli, scenario_cli
 from carewatch.settings import ConfigError, Settings
 
 __all__ = ["main"]
@@ -126,6 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="apply database migrations").set_defaults(run=_migrate)
     registry_cli.add_parsers(sub)
     decode_cli.add_parser(sub)
+    dlq_cli.add_parser(sub)
     scenario_cli.add_parser(sub)
     return parser
 

@@ -6,10 +6,12 @@ import asyncio
 import base64
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
 import pytest
 
+from carewatch.cli import main
 from carewatch.mqtt import MqttClient, MqttError, with_login
 from devices.codecs.native import topic_for
 from devices.registry import set_status
@@ -123,3 +125,29 @@ async def test_an_sos_gets_through_while_the_registry_is_unreachable(pipeline: P
     await pipeline.publish(device, {"kind": "battery", "battery_pct": 80})
     await pipeline.settle(device)
     assert [e["kind"] for e in await pipeline.events(device)][:2] == ["sos", "battery"]
+
+
+async def test_an_operator_reads_why_a_device_was_refused(
+    pipeline: Pipeline,
+    device: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    payload = b'{"kind": "sos", '
+    await pipeline.publish(device, payload)
+    await pipeline.wait_dlq(device)
+    monkeypatch.setenv("CAREWATCH_KAFKA_BOOTSTRAP", pipeline.stack.kafka_bootstrap)
+
+    async def dlq_list(*args: str) -> str:
+        capsys.readouterr()
+        argv = ["--data-dir", str(tmp_path), "dlq", "list", "--device", device, *args]
+        assert await asyncio.to_thread(main, argv) == 0
+        return capsys.readouterr().out
+
+    (record,) = map(orjson.loads, (await dlq_list("--json")).splitlines())
+    assert (record["reason"], record["device_id"]) == ("invalid_json", device)
+    assert base64.b64decode(record["payload_b64"]) == payload
+    table = await dlq_list()
+    assert "invalid_json" in table and device in table and repr(payload.decode()) in table
+    assert "nothing refused matching" in await dlq_list("--reason", "rate_limited")
