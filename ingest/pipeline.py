@@ -1,7 +1,8 @@
 """The ingest service: MQTT messages -> codec -> Kafka, acked only after Kafka acked.
 
 Flow of one message:
-  paho callback (on the event loop) -> in-order `AckSequencer` + queue
+  paho callback (on the event loop) -> in-order `AckSequencer` + queue (messages that may
+     carry an alarm ahead of the rest: ingest/work_queue.py)
   -> `_records`: route by topic, size check, decode -> events and DLQ records (sos and
      fall events also go to the alarm lane's topic, ahead of the rest)
   -> all records produced; when Kafka confirms every one -> mark done -> PUBACK in order.
@@ -36,6 +37,7 @@ from ingest import metrics, policy
 from ingest.acks import AckSequencer, Delivery
 from ingest.directory import DeviceDirectory, RegistryUnavailable
 from ingest.dlq import Reject, dlq_record
+from ingest.work_queue import WorkQueue
 
 __all__ = ["Ingest", "Record"]
 
@@ -50,6 +52,12 @@ class Record:
     key: bytes
     value: bytes
     label: str  # event kind, or reject reason for the DLQ
+
+
+# The codec that takes a topic and the device it names (None, None: no codec takes it).
+_Route = tuple[Codec | None, str | None]
+# A message waiting to be handled: its ack, receive time (UTC, and perf_counter) and route.
+_Received = tuple[Delivery, datetime, float, _Route]
 
 
 class Ingest:
@@ -92,7 +100,7 @@ class Ingest:
             manual_ack=True,
         )
         self._acks = AckSequencer(self._ack)
-        self._queue: asyncio.Queue[tuple[Delivery, datetime, float]] = asyncio.Queue()
+        self._queue: WorkQueue[_Received] = WorkQueue()
         self._idle = asyncio.Event()
         self._idle.set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -187,17 +195,20 @@ class Ingest:
         delivery = self._acks.received(message, generation)
         self._idle.clear()
         metrics.INFLIGHT.set(len(self._acks))
-        self._queue.put_nowait((delivery, received_at, time.perf_counter()))
+        route = self._route(message.topic)
+        codec = route[0]
+        urgent = codec is not None and codec.urgent is not None and codec.urgent(message.payload)
+        self._queue.put((delivery, received_at, time.perf_counter(), route), urgent=urgent)
 
     def _ack(self, message: Any, generation: int) -> bool:
         return self._mqtt.ack(message, generation)
 
     async def _process_loop(self) -> None:
         while True:
-            delivery, received_at, started = await self._queue.get()
+            delivery, received_at, started, route = await self._queue.get()
             message = delivery.message
             try:
-                records = await self._records(message.topic, message.payload, received_at)
+                records = await self._records(route, message.topic, message.payload, received_at)
             except Exception as exc:  # a bug here must not stop ingest or lose the message
                 log.exception("processing failed", extra={"topic": message.topic})
                 reject = Reject(policy.INTERNAL_ERROR, repr(exc)[:500])
@@ -206,9 +217,11 @@ class Ingest:
 
     # -- checking and decoding ---------------------------------------------------
 
-    async def _records(self, topic: str, payload: bytes, received_at: datetime) -> list[Record]:
+    async def _records(
+        self, route: _Route, topic: str, payload: bytes, received_at: datetime
+    ) -> list[Record]:
         """Every Kafka record one MQTT message becomes: events and rejects."""
-        codec, device_id = self._route(topic)
+        codec, device_id = route
         metrics.messages_of(codec.name if codec else "none").inc()
         events: list[Event] = []
         if codec is None or device_id is None:
@@ -272,7 +285,7 @@ class Ingest:
             rejects += limited
         return events, rejects
 
-    def _route(self, topic: str) -> tuple[Codec | None, str | None]:
+    def _route(self, topic: str) -> _Route:
         for codec in self._codecs:
             device_id = codec.device_from_topic(topic)
             if device_id is not None:

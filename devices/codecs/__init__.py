@@ -51,6 +51,10 @@ class Codec:
     # The device ids this format's messages can carry, where narrower than the registry's
     # (a watch frame's id field has no ':'): a registered id outside it could never send.
     device_ids: re.Pattern[str] | None = None
+    # Whether a payload may carry an alarm, from a cheap look at its bytes (no decode):
+    # ingest handles such messages before ordinary ones waiting (ingest/work_queue.py).
+    # A false positive costs nothing; a miss only leaves the message in arrival order.
+    urgent: Callable[[bytes], bool] | None = None
 
 
 def _registry() -> dict[str, Codec]:

@@ -138,4 +138,5 @@ CODEC = Codec(
     device_from_topic=device_from_topic,
     decode=_decode_message,
     broker_account=lambda device_id: (device_id, (topic_for(device_id),)),
+    urgent=lambda payload: b'"sos"' in payload or b'"fall"' in payload,
 )

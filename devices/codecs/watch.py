@@ -424,4 +424,5 @@ CODEC = Codec(
     decode=_decode_message,
     broker_account=None,  # watches speak TCP to ingest.watch_gateway, not MQTT
     device_ids=re.compile(DEVICE_ID),
+    urgent=lambda payload: b"*AL" in payload,  # AL, AL_LTE, ALCUSTOMER1: alarm frames
 )
