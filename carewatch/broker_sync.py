@@ -22,7 +22,7 @@ from carewatch.mqtt import MqttClient, MqttError, with_login
 from carewatch.settings import Settings
 from devices.broker_auth import load_accounts, write_auth_files
 
-__all__ = ["sync_broker_auth", "wait_for_account"]
+__all__ = ["reload_broker", "sync_broker_auth", "wait_for_account"]
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +34,37 @@ async def sync_broker_auth(conn: asyncpg.Connection, settings: Settings) -> str:
         return "broker accounts not written: set CAREWATCH_MQTT_AUTH_DIR for an external broker"
     accounts = await load_accounts(conn)
     write_auth_files(auth_dir, accounts)
-    pid = settings.from_stack("mqtt_pid") if settings.mqtt_auth_dir is None else None
-    if isinstance(pid, int) and _is_mosquitto(pid):
-        os.kill(pid, signal.SIGHUP)
+    if reload_broker(settings):
         return f"broker reloaded with {len(accounts)} accounts ({auth_dir})"
     return f"wrote {len(accounts)} accounts to {auth_dir}; reload the broker to apply them"
 
 
+def reload_broker(settings: Settings) -> bool:
+    """SIGHUP the embedded mosquitto (False if there is none to signal).
+
+    mosquitto drops a SIGHUP that arrives while it is still reloading (it clears its reload
+    flag when the reload ends), so files written during a reload may stay unread until the
+    next signal: whoever needs an account loaded checks, and signals again
+    (`wait_for_account`)."""
+    pid = settings.from_stack("mqtt_pid") if settings.mqtt_auth_dir is None else None
+    if isinstance(pid, int) and _is_mosquitto(pid):
+        os.kill(pid, signal.SIGHUP)
+        return True
+    return False
+
+
 async def wait_for_account(
-    url: str, username: str, secret: str, *, protocol: str = "5", within: float = 10.0
+    url: str,
+    username: str,
+    secret: str,
+    *,
+    protocol: str = "5",
+    within: float = 10.0,
+    settings: Settings | None = None,
 ) -> None:
     """Return once the broker admits this account (a reload takes a moment); MqttError after
-    `within` seconds."""
+    `within` seconds. With `settings`, each failed try signals the embedded broker again, in
+    case the signal that should have loaded the account was dropped (`reload_broker`)."""
     deadline = time.monotonic() + within
     while True:
         client = MqttClient(
@@ -60,6 +79,8 @@ async def wait_for_account(
         except MqttError:
             if time.monotonic() > deadline:
                 raise
+            if settings is not None:
+                reload_broker(settings)
             await asyncio.sleep(0.1)
 
 

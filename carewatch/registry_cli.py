@@ -8,6 +8,7 @@ without restarting anything.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ import asyncpg
 import orjson
 
 from carewatch import rules_cli
-from carewatch.broker_sync import sync_broker_auth
+from carewatch.broker_sync import reload_broker, sync_broker_auth
 from carewatch.db import DatabaseError, run_on_connection
 from carewatch.settings import Settings
 from devices import registry
@@ -212,3 +213,7 @@ def _print_account(device: registry.Device, secret: str | None) -> None:
 
 async def _sync(conn: asyncpg.Connection, settings: Settings) -> None:
     print(await sync_broker_auth(conn, settings), file=sys.stderr)
+    # Once more after a moment: a signal that came while the broker was still reloading
+    # for an earlier change would be dropped (see reload_broker).
+    await asyncio.sleep(0.5)
+    reload_broker(settings)

@@ -82,7 +82,9 @@ async def _run(scenario: Scenario, settings: Settings, *, check_within: float | 
     try:
         device, secret = await _register(pool, scenario, settings)
         url = settings.require_mqtt_url("devices")
-        await wait_for_account(url, device, secret, protocol=settings.mqtt_protocol)
+        await wait_for_account(
+            url, device, secret, protocol=settings.mqtt_protocol, settings=settings
+        )
         client = MqttClient(
             url=with_login(url, device, secret), client_id=device, protocol=settings.mqtt_protocol
         )

@@ -62,7 +62,9 @@ async def register_fleet(
         last = list(secrets)[-1]
         account = get_codec(formats.get(last, "native")).broker_account
         username = account(last)[0] if account is not None else last
-        await wait_for_account(mqtt_url, username, secrets[last], protocol=settings.mqtt_protocol)
+        await wait_for_account(
+            mqtt_url, username, secrets[last], protocol=settings.mqtt_protocol, settings=settings
+        )
     return secrets
 
 
@@ -76,7 +78,9 @@ async def network_server_url(settings: Settings, mqtt_url: str) -> str:
             log.info(await sync_broker_auth(conn, settings))
     finally:
         await pool.close()
-    await wait_for_account(mqtt_url, NETWORK_SERVER_USER, secret, protocol=settings.mqtt_protocol)
+    await wait_for_account(
+        mqtt_url, NETWORK_SERVER_USER, secret, protocol=settings.mqtt_protocol, settings=settings
+    )
     return with_login(mqtt_url, NETWORK_SERVER_USER, secret)
 
 

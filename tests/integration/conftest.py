@@ -113,7 +113,9 @@ class Pipeline:
             await sync_broker_auth(conn, self.stack.settings)
         if device.mqtt_username is not None and secret is not None:
             self.logins[device_id] = (device.mqtt_username, secret)
-            await wait_for_account(self.stack.mqtt_url, device.mqtt_username, secret)
+            await wait_for_account(
+                self.stack.mqtt_url, device.mqtt_username, secret, settings=self.stack.settings
+            )
         return device_id
 
     async def resident_device(
@@ -141,7 +143,7 @@ class Pipeline:
         async with self.db.acquire() as conn:
             secret = await ensure_service_user(conn, username, role)
             await sync_broker_auth(conn, self.stack.settings)
-        await wait_for_account(self.stack.mqtt_url, username, secret)
+        await wait_for_account(self.stack.mqtt_url, username, secret, settings=self.stack.settings)
         self.logins[username] = (username, secret)
         return username
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,8 +12,10 @@ from pathlib import Path
 import orjson
 import pytest
 
+from carewatch.broker_sync import wait_for_account
 from carewatch.cli import main
 from carewatch.mqtt import MqttClient, MqttError, with_login
+from devices.broker_auth import ensure_service_user, load_accounts, write_auth_files
 from devices.codecs.native import topic_for
 from devices.registry import set_status
 from tests.integration.conftest import Pipeline
@@ -151,3 +154,19 @@ async def test_an_operator_reads_why_a_device_was_refused(
     table = await dlq_list()
     assert "invalid_json" in table and device in table and repr(payload.decode()) in table
     assert "nothing refused matching" in await dlq_list("--reason", "rate_limited")
+
+
+async def test_an_account_whose_reload_signal_was_dropped_is_still_loaded(
+    pipeline: Pipeline,
+) -> None:
+    """mosquitto drops a SIGHUP that comes while it reloads: the account files are then
+    newer than what it loaded. Waiting for an account signals again."""
+    username = f"test-lost-{uuid.uuid4().hex[:8]}"
+    settings = pipeline.stack.settings
+    async with pipeline.db.acquire() as conn:
+        secret = await ensure_service_user(conn, username, "gateway")
+        auth_dir = Path(str(settings.from_stack("mqtt_auth_dir")))
+        write_auth_files(auth_dir, await load_accounts(conn))  # written, never signalled
+    with pytest.raises(MqttError):
+        await wait_for_account(pipeline.stack.mqtt_url, username, secret, within=1.0)
+    await wait_for_account(pipeline.stack.mqtt_url, username, secret, settings=settings)
