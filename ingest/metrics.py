@@ -22,17 +22,8 @@ PRODUCE_SECONDS = Histogram(
 
 
 # `.labels()` looks its child up under a lock on every call; ingest counts every record,
-# and the label values are closed sets (event kinds, reject reasons).
+# and the label values are closed sets (codecs, event kinds, reject reasons).
 @functools.cache
-def events_of(kind: str) -> Counter:
-    return EVENTS.labels(kind)
-
-
-@functools.cache
-def rejects_of(reason: str) -> Counter:
-    return REJECTS.labels(reason)
-
-
-@functools.cache
-def messages_of(codec: str) -> Counter:
-    return MESSAGES.labels(codec)
+def labelled(metric: Counter, value: str) -> Counter:
+    """`metric.labels(value)`, looked up once."""
+    return metric.labels(value)

@@ -21,7 +21,7 @@ import logging
 import random
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -222,33 +222,35 @@ class Ingest:
     ) -> list[Record]:
         """Every Kafka record one MQTT message becomes: events and rejects."""
         codec, device_id = route
-        metrics.messages_of(codec.name if codec else "none").inc()
+        metrics.labelled(metrics.MESSAGES, codec.name if codec else "none").inc()
         events: list[Event] = []
         if codec is None or device_id is None:
             rejects = [Reject(policy.UNROUTABLE_TOPIC, f"no codec takes topic {topic!r}")]
         else:
-            message = Message(payload, topic, device_id, received_at, None)
-            events, rejects = await self._check_and_decode(codec, message)
+            events, rejects = await self._check_and_decode(
+                codec, device_id, topic, payload, received_at
+            )
         dlq = [self._dlq(r, topic, device_id, payload, received_at) for r in rejects]
         return _event_records(events, self._alarm_copies) + dlq
 
     async def _check_and_decode(
-        self, codec: Codec, message: Message
+        self, codec: Codec, device_id: str, topic: str, payload: bytes, received_at: datetime
     ) -> tuple[list[Event], list[Reject]]:
         """Who sent it, how big it is, then what it says."""
         try:
-            device = await self._directory.lookup(message.device_id)
-            refused = policy.admit_device(device, message.device_id, codec.name)
+            device = await self._directory.lookup(device_id)
+            refused = policy.admit_device(device, device_id, codec.name)
         except RegistryUnavailable:
             device, refused = None, None  # cannot be checked: only its alarms pass (below)
         if refused is not None:
             return [], [refused]
-        if len(message.payload) > self._max_payload:
-            size = f"{len(message.payload)} bytes > {self._max_payload}"
+        if len(payload) > self._max_payload:
+            size = f"{len(payload)} bytes > {self._max_payload}"
             return [], [Reject(policy.PAYLOAD_TOO_LARGE, size, codec.name)]
         if device is None:
-            return self._unverified(codec, message)
-        return self._decode(codec, replace(message, model=device.model, clock_tz=device.clock_tz))
+            return self._unverified(codec, Message(payload, topic, device_id, received_at))
+        message = Message(payload, topic, device_id, received_at, device.model, device.clock_tz)
+        return self._decode(codec, message)
 
     def _unverified(self, codec: Codec, message: Message) -> tuple[list[Event], list[Reject]]:
         """A device the registry could not be asked about: a missed SOS is worse than an
@@ -369,9 +371,9 @@ class Ingest:
     def _count(records: list[Record]) -> None:
         for r in records:
             if r.topic == EVENTS_TOPIC:
-                metrics.events_of(r.label).inc()
+                metrics.labelled(metrics.EVENTS, r.label).inc()
             elif r.topic == DLQ_TOPIC:
-                metrics.rejects_of(r.label).inc()
+                metrics.labelled(metrics.REJECTS, r.label).inc()
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=name)

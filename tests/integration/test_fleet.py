@@ -22,9 +22,7 @@ async def test_a_sped_up_fleet_is_stored_once_and_its_sos_alerts(
     monkeypatch.setattr(fleet, "_LATE_S", (0.5, 1.5))  # late, but within the test
     prefix = f"f{uuid.uuid4().hex[:6]}-"
     mix = {"watch": 2, "button": 1, "phone": 1}
-    plan = fleet.plan_fleet(8, mix, prefix=prefix)
-    for kind, device_id in plan:
-        await pipeline.register(device_id, format=fleet.FORMATS[kind])
+    plan = await _registered(pipeline, 8, mix, prefix)
     secrets = {device_id: pipeline.logins[device_id][1] for _, device_id in plan}
 
     stats = await fleet.run_fleet(
@@ -63,9 +61,7 @@ async def test_4g_watches_over_tcp_through_the_gateway_are_stored_once(
 ) -> None:
     monkeypatch.setattr(fleet, "_LATE_S", (0.5, 1.5))
     prefix = f"g{uuid.uuid4().hex[:6]}-"
-    plan = fleet.plan_fleet(3, {"watch4g": 1}, prefix=prefix)
-    for _, device_id in plan:
-        await pipeline.register(device_id, format="watch")
+    plan = await _registered(pipeline, 3, {"watch4g": 1}, prefix)
     account = await pipeline.service_account("gateway")
     login = pipeline.logins[account]
     mqtt = MqttClient(
@@ -120,9 +116,7 @@ async def test_lorawan_buttons_and_door_sensors_through_their_network_servers(
 ) -> None:
     prefix = f"l{uuid.uuid4().hex[:6]}-"
     mix = {"lorabutton": 1, "door": 1}
-    plan = fleet.plan_fleet(4, mix, prefix=prefix)
-    for kind, device_id in plan:
-        await pipeline.register(device_id, format=fleet.FORMATS[kind])
+    plan = await _registered(pipeline, 4, mix, prefix)
     account = await pipeline.service_account("lorawan")
 
     stats = await fleet.run_fleet(
@@ -152,6 +146,16 @@ async def test_lorawan_buttons_and_door_sensors_through_their_network_servers(
             "SELECT count(*) FROM alerts WHERE kind = 'sos' AND device_id = ANY($1)", buttons
         )
     )
+
+
+async def _registered(
+    pipeline: Pipeline, devices: int, mix: dict[str, int], prefix: str
+) -> list[tuple[str, str]]:
+    """The fleet's plan, every device registered with its type's format."""
+    plan = fleet.plan_fleet(devices, mix, prefix=prefix)
+    for kind, device_id in plan:
+        await pipeline.register(device_id, format=fleet.FORMATS[kind])
+    return plan
 
 
 async def _stored_exactly(pipeline: Pipeline, ids: list[str], events: int) -> None:
