@@ -21,8 +21,8 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from pydantic import ValidationError
 
 from alerts import metrics
-from carewatch.kafka import EVENTS_TOPIC, make_consumer
 from devices.events import Event, event_from_json
+from plumbing.kafka import EVENTS_TOPIC, make_consumer
 
 __all__ = ["YIELD_EVERY", "Batch", "BatchConsumer", "Handler", "Positions"]
 

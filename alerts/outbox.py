@@ -35,8 +35,8 @@ from aiokafka.errors import KafkaError
 
 from alerts import metrics
 from alerts.store import ALERT_COLUMNS, LIFECYCLE_COLUMNS
-from carewatch.db import DatabaseError
-from carewatch.kafka import ALERTS_TOPIC, make_producer
+from plumbing.db import DatabaseError
+from plumbing.kafka import ALERTS_TOPIC, make_producer
 
 __all__ = ["CHANNEL", "AlertPublisher"]
 

@@ -20,8 +20,8 @@ import orjson
 
 from alerts import store
 from alerts.errors import AlertError
-from carewatch.db import DatabaseError, run_on_connection
-from carewatch.settings import Settings
+from plumbing.db import DatabaseError, run_on_connection
+from plumbing.settings import Settings
 
 __all__ = ["add_parsers"]
 

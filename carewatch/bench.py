@@ -40,15 +40,15 @@ import orjson
 import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from carewatch.db import connect_pool
 from carewatch.embedded.process import ChildProcess
 from carewatch.embedded.stack import EmbeddedStack
-from carewatch.kafka import EVENTS_TOPIC
-from carewatch.mqtt import MqttClient, with_login
-from carewatch.settings import Settings
 from carewatch.simulate import raise_fd_limit, register_fleet
 from carewatch.up import child_env, scrape, start_services
 from devices.codecs.native import topic_for
+from plumbing.db import connect_pool
+from plumbing.kafka import EVENTS_TOPIC
+from plumbing.mqtt import MqttClient, with_login
+from plumbing.settings import Settings
 from simulators.load import LoadGenerator, StepLoad
 
 __all__ = ["BenchPlan", "percentiles", "run_bench"]

@@ -18,9 +18,9 @@ from pathlib import Path
 import asyncpg
 import psutil
 
-from carewatch.mqtt import MqttClient, MqttError, with_login
-from carewatch.settings import Settings
 from devices.broker_auth import load_accounts, write_auth_files
+from plumbing.mqtt import MqttClient, MqttError, with_login
+from plumbing.settings import Settings
 
 __all__ = ["reload_broker", "sync_broker_auth", "wait_for_account"]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 
 from carewatch import alerts_cli, decode_cli, dlq_cli, registry_cli, rules_cli, scenario_cli
-from carewatch.settings import ConfigError, Settings
+from plumbing.settings import ConfigError, Settings
 
 __all__ = ["main"]
 
@@ -137,7 +137,7 @@ SCHEMA_PATH = Path("docs/schema/event.v1.json")
 def _service(name: str) -> Command:
     def run(_args: argparse.Namespace, settings: Settings) -> int:
         from carewatch import processes
-        from carewatch.service import run_service
+        from plumbing.service import run_service
 
         build = getattr(processes, f"build_{name.replace('-', '_')}")
         return run_service(name, settings, build)
@@ -154,14 +154,14 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     from prometheus_client import REGISTRY
 
-    from carewatch.http import HealthServer
-    from carewatch.logs import setup_logging
     from carewatch.simulate import (
         FleetCollector,
         network_server_url,
         raise_fd_limit,
         register_fleet,
     )
+    from plumbing.http import HealthServer
+    from plumbing.logs import setup_logging
     from simulators import fleet
 
     setup_logging(level=settings.log_level, fmt=settings.log_format, process_name="simulate")
@@ -223,7 +223,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
     from dataclasses import replace
 
     from carewatch.bench import BenchPlan, run_bench
-    from carewatch.logs import setup_logging
+    from plumbing.logs import setup_logging
 
     setup_logging(level="WARNING", fmt="text", process_name="bench")
 
@@ -267,7 +267,7 @@ def _schema(args: argparse.Namespace, _settings: Settings) -> int:
 
 
 def _migrate(_args: argparse.Namespace, settings: Settings) -> int:
-    from carewatch.db import connect_pool
+    from plumbing.db import connect_pool
 
     async def run() -> None:
         pool = await connect_pool(settings.require_database_url(), min_size=1, max_size=1)

@@ -15,12 +15,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from carewatch.settings import Settings
 from devices.codecs import CODECS, Codec, Message, get_codec
 from devices.codecs.watch_frames import FrameSplitter, FrameTooLarge
 from devices.errors import DecodeError, RegistryError
 from devices.events import event_to_json
 from devices.registry import check_clock
+from plumbing.settings import Settings
 
 __all__ = ["add_parser"]
 

@@ -17,8 +17,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from carewatch.kafka import DLQ_TOPIC
-from carewatch.settings import Settings
+from plumbing.kafka import DLQ_TOPIC
+from plumbing.settings import Settings
 
 __all__ = ["add_parser", "read_dlq"]
 

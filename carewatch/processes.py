@@ -1,4 +1,4 @@
-"""How each long-running process is composed from components (see carewatch.service).
+"""How each long-running process is composed from components (see plumbing.service).
 
 Components enter the exit stack in the order data flows, so they stop in reverse: input
 first, then in-flight work drains, then producers flush, then the database pool closes.
@@ -18,14 +18,14 @@ from alerts.resident_config import ResidentConfigs
 from alerts.rule_state import RuleStateStore
 from alerts.rules_worker import RulesWorker, Ticker
 from alerts.telemetry import TelemetryWriter, prepare_connection
-from carewatch.db import connect_pool
-from carewatch.kafka import ALARMS_TOPIC, EVENTS_TOPIC
-from carewatch.mqtt import MqttClient
-from carewatch.service import Running
-from carewatch.settings import Settings
 from ingest import gateway_metrics  # noqa: F401 - registers the gateway's metrics
 from ingest.pipeline import Ingest
 from ingest.watch_gateway import WatchGateway
+from plumbing.db import connect_pool
+from plumbing.kafka import ALARMS_TOPIC, EVENTS_TOPIC
+from plumbing.mqtt import MqttClient
+from plumbing.service import Running
+from plumbing.settings import Settings
 
 __all__ = ["build_ingest", "build_rules", "build_telemetry", "build_watch_gateway"]
 

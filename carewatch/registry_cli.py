@@ -19,12 +19,12 @@ import orjson
 
 from carewatch import rules_cli
 from carewatch.broker_sync import reload_broker, sync_broker_auth
-from carewatch.db import DatabaseError, run_on_connection
-from carewatch.settings import Settings
 from devices import registry
 from devices.broker_auth import ROLE_TOPICS, ensure_service_user
 from devices.codecs import CODECS
 from devices.errors import RegistryError
+from plumbing.db import DatabaseError, run_on_connection
+from plumbing.settings import Settings
 
 __all__ = ["add_parsers"]
 

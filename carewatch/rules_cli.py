@@ -16,8 +16,8 @@ from typing import Any
 import orjson
 
 from alerts.rules.config import DEFAULTS_PATH, check
-from carewatch.db import DatabaseError, connect_pool
-from carewatch.settings import ConfigError, Settings
+from plumbing.db import DatabaseError, connect_pool
+from plumbing.settings import ConfigError, Settings
 
 __all__ = ["add_check_parser", "add_configure_parser"]
 

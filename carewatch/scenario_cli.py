@@ -23,11 +23,11 @@ import orjson
 
 from alerts.rules.config import DEFAULTS_PATH, check
 from carewatch.broker_sync import sync_broker_auth, wait_for_account
-from carewatch.db import connect_pool
-from carewatch.mqtt import MqttClient, with_login
-from carewatch.settings import Settings
 from devices import registry
 from devices.codecs.native import topic_for
+from plumbing.db import connect_pool
+from plumbing.mqtt import MqttClient, with_login
+from plumbing.settings import Settings
 from simulators.scenario import (
     SCENARIO_DIR,
     Scenario,

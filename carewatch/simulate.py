@@ -12,13 +12,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from carewatch.broker_sync import sync_broker_auth, wait_for_account
-from carewatch.db import connect_pool
-from carewatch.mqtt import with_login
-from carewatch.settings import Settings
 from devices import registry
 from devices.broker_auth import ensure_service_user
 from devices.codecs import get_codec
 from devices.errors import RegistryError
+from plumbing.db import connect_pool
+from plumbing.mqtt import with_login
+from plumbing.settings import Settings
 from simulators.fleet import FleetStats
 
 __all__ = [

@@ -24,8 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from carewatch.embedded.process import ChildProcess, EmbeddedError, free_port, port_open
 from carewatch.embedded.stack import EmbeddedStack
-from carewatch.logs import setup_logging
-from carewatch.settings import Settings
+from plumbing.logs import setup_logging
+from plumbing.settings import Settings
 
 __all__ = ["child_env", "run_up", "scrape", "start_services"]
 

@@ -28,8 +28,6 @@ from typing import Any, Literal
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from carewatch.kafka import ALARMS_TOPIC, DLQ_TOPIC, EVENTS_TOPIC, make_producer, topic_exists
-from carewatch.mqtt import MqttClient
 from devices.codecs import CODECS, Codec, Message
 from devices.errors import DecodeError
 from devices.events import ALARM_KINDS, Event, event_to_json
@@ -38,6 +36,8 @@ from ingest.acks import AckSequencer, Delivery
 from ingest.directory import DeviceDirectory, RegistryUnavailable
 from ingest.dlq import Reject, dlq_record
 from ingest.work_queue import WorkQueue
+from plumbing.kafka import ALARMS_TOPIC, DLQ_TOPIC, EVENTS_TOPIC, make_producer, topic_exists
+from plumbing.mqtt import MqttClient
 
 __all__ = ["Ingest", "Record"]
 

@@ -29,7 +29,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from carewatch.mqtt import MqttClient, MqttError
 from devices.codecs.watch import topic_for
 from devices.codecs.watch_frames import (
     MAX_FRAME_BYTES,
@@ -42,6 +41,7 @@ from devices.codecs.watch_frames import (
 )
 from devices.errors import DecodeError
 from ingest import gateway_metrics as metrics
+from plumbing.mqtt import MqttClient, MqttError
 
 __all__ = ["DEFAULT_PORT", "WatchGateway"]
 

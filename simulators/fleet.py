@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from carewatch.mqtt import MqttClient, MqttError, with_login
+from plumbing.mqtt import MqttClient, MqttError, with_login
 from simulators.behaviours import CallButton, Device, Watch
 from simulators.lorawan_fleet import DoorSensor, LoraButton, LoraUplink, SharedLink, dev_eui
 from simulators.native import Encoder, Message

@@ -25,8 +25,8 @@ from typing import Any, Literal
 
 import orjson
 
-from carewatch.mqtt import MqttClient, MqttError, with_login
 from devices.codecs.native import topic_for
+from plumbing.mqtt import MqttClient, MqttError, with_login
 from simulators.behaviours import HOME_CENTRE
 
 __all__ = ["LoadGenerator", "StepLoad"]

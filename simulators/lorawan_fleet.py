@@ -15,7 +15,7 @@ import hashlib
 import random
 from datetime import UTC, datetime
 
-from carewatch.mqtt import MqttClient
+from plumbing.mqtt import MqttClient
 from simulators import lorawan
 from simulators.behaviours import CallButton, _Timed
 from simulators.native import Message

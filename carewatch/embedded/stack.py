@@ -19,15 +19,15 @@ import asyncpg
 import orjson
 from aiokafka.errors import KafkaError
 
-from carewatch.db import migrate
 from carewatch.embedded.kafka import EmbeddedKafka
 from carewatch.embedded.mqtt import EmbeddedMqtt
 from carewatch.embedded.postgres import EmbeddedPostgres
 from carewatch.embedded.process import EmbeddedError, port_open
-from carewatch.kafka import ensure_topics
-from carewatch.mqtt import with_login
-from carewatch.settings import Settings
 from devices.broker_auth import ensure_service_user, load_accounts, write_auth_files
+from plumbing.db import migrate
+from plumbing.kafka import ensure_topics
+from plumbing.mqtt import with_login
+from plumbing.settings import Settings
 
 __all__ = ["EmbeddedStack"]
 

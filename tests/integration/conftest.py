@@ -32,17 +32,17 @@ from alerts.rule_state import RuleStateStore
 from alerts.rules_worker import RulesWorker
 from alerts.telemetry import TelemetryWriter, prepare_connection
 from carewatch.broker_sync import sync_broker_auth, wait_for_account
-from carewatch.db import connect_pool
 from carewatch.embedded import EmbeddedStack
-from carewatch.kafka import ALARMS_TOPIC, DLQ_TOPIC, EVENTS_TOPIC
-from carewatch.mqtt import MqttClient, with_login
-from carewatch.settings import Settings
 from devices import registry
 from devices.broker_auth import ensure_service_user
 from devices.codecs.native import topic_for
 from devices.events import make_event
 from devices.registry import add_device
 from ingest.pipeline import Ingest
+from plumbing.db import connect_pool
+from plumbing.kafka import ALARMS_TOPIC, DLQ_TOPIC, EVENTS_TOPIC
+from plumbing.mqtt import MqttClient, with_login
+from plumbing.settings import Settings
 from tests.integration.faults import TcpLink
 
 T = TypeVar("T")

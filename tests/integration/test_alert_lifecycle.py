@@ -21,8 +21,8 @@ from alerts.errors import AlertError, AlertNotFound, AlertStateError
 from alerts.outbox import AlertPublisher
 from alerts.rules import RaiseAlert, ResolveAlert
 from carewatch.cli import main
-from carewatch.kafka import ALERTS_TOPIC
 from devices import registry
+from plumbing.kafka import ALERTS_TOPIC
 from tests.integration.conftest import Pipeline, eventually
 
 pytestmark = pytest.mark.integration

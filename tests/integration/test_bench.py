@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from carewatch.bench import BenchPlan, run_bench
-from carewatch.settings import Settings
+from plumbing.settings import Settings
 
 pytestmark = pytest.mark.integration
 

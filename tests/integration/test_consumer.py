@@ -12,8 +12,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from alerts.consumer import Batch, BatchConsumer
 from carewatch.embedded import EmbeddedStack
-from carewatch.kafka import make_producer
 from devices.events import make_event
+from plumbing.kafka import make_producer
 from tests.integration.conftest import eventually
 
 pytestmark = pytest.mark.integration

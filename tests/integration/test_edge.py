@@ -14,10 +14,10 @@ import pytest
 
 from carewatch.broker_sync import wait_for_account
 from carewatch.cli import main
-from carewatch.mqtt import MqttClient, MqttError, with_login
 from devices.broker_auth import ensure_service_user, load_accounts, write_auth_files
 from devices.codecs.native import topic_for
 from devices.registry import set_status
+from plumbing.mqtt import MqttClient, MqttError, with_login
 from tests.integration.conftest import Pipeline
 
 pytestmark = pytest.mark.integration

@@ -18,8 +18,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from carewatch.embedded import EmbeddedError, EmbeddedMqtt, EmbeddedStack, free_port
 from carewatch.embedded.mqtt import MOSQUITTO_SETTINGS
-from carewatch.kafka import EVENTS_TOPIC
-from carewatch.settings import Settings
+from plumbing.kafka import EVENTS_TOPIC
+from plumbing.settings import Settings
 
 pytestmark = pytest.mark.integration
 

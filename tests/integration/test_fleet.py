@@ -8,8 +8,8 @@ import uuid
 import pytest
 
 from carewatch.embedded import free_port
-from carewatch.mqtt import MqttClient, with_login
 from ingest.watch_gateway import WatchGateway
+from plumbing.mqtt import MqttClient, with_login
 from simulators import fleet
 from tests.integration.conftest import Pipeline, eventually
 

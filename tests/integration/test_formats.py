@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from carewatch.embedded import free_port
-from carewatch.mqtt import MqttClient, MqttError
 from devices import registry
 from devices.codecs.watch_frames import FrameSplitter
 from ingest.watch_gateway import WatchGateway
+from plumbing.mqtt import MqttClient, MqttError
 from simulators import lorawan, owntracks
 from simulators.watch import Fix, WatchEncoder
 from tests.integration.conftest import Pipeline, eventually

@@ -9,7 +9,7 @@ import orjson
 import pytest
 from prometheus_client import REGISTRY
 
-from carewatch.kafka import ALARMS_TOPIC, make_producer, topic_exists
+from plumbing.kafka import ALARMS_TOPIC, make_producer, topic_exists
 from tests.integration.conftest import Pipeline, eventually
 
 pytestmark = pytest.mark.integration

@@ -18,8 +18,8 @@ import pytest
 
 from carewatch.broker_sync import wait_for_account
 from carewatch.embedded import free_port
-from carewatch.mqtt import MqttClient, with_login
 from devices.codecs.native import topic_for
+from plumbing.mqtt import MqttClient, with_login
 from tests.integration.conftest import Pipeline, eventually
 
 pytestmark = pytest.mark.integration

@@ -20,7 +20,7 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from carewatch.cli import main
-from carewatch.kafka import EVENTS_TOPIC
+from plumbing.kafka import EVENTS_TOPIC
 from simulators.scenario import Expected, Scenario, load_scenario, play, scenario_files
 from tests.integration.conftest import Pipeline, eventually
 

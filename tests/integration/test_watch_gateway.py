@@ -15,11 +15,11 @@ import pytest_asyncio
 from prometheus_client import REGISTRY
 
 from carewatch.embedded import EmbeddedStack, free_port
-from carewatch.mqtt import MqttClient
 from devices.codecs import watch
 from devices.codecs.watch_frames import FrameSplitter, build_frame
 from devices.errors import DecodeError
 from ingest.watch_gateway import WatchGateway
+from plumbing.mqtt import MqttClient
 from simulators.watch import Fix, WatchEncoder
 from tests.integration.conftest import eventually
 

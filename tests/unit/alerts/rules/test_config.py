@@ -18,7 +18,7 @@ from alerts.rules.config import (
     parse_window,
     rules_config,
 )
-from tests.unit.rule_harness import local
+from tests.unit.alerts.rules.rule_harness import local
 
 DEFAULTS_TEXT = DEFAULTS_PATH.read_text()
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 from alerts.rules import RaiseAlert, ResolveAlert
 from alerts.rules._support import iso
 from alerts.rules.worn import RULE
-from tests.unit.rule_harness import T0, Device, local
+from tests.unit.alerts.rules.rule_harness import T0, Device, local
 
 
 def test_taken_off_for_more_than_fifteen_minutes() -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from carewatch.settings import ConfigError, Settings
+from plumbing.settings import ConfigError, Settings
 
-README = Path(__file__).parents[2] / "README.md"
+README = Path(__file__).parents[3] / "README.md"
 
 
 @pytest.mark.parametrize("name", sorted(Settings.model_fields))

@@ -217,7 +217,7 @@ def test_chirpstack_documented_uplink() -> None:
 
 
 def test_the_deployer_docs_examples_decode_as_documented() -> None:
-    text = (Path(__file__).parents[2] / "docs/formats/lorawan.md").read_text()
+    text = (Path(__file__).parents[4] / "docs/formats/lorawan.md").read_text()
     press, _, fall = re.findall(r"```json\n(.*?)```", text, re.S)[:3]
     topic = "v3/care-home@ttn/devices/room12-button/up"
     assert _shape(_decode(ttn.CODEC, topic, press.encode()).events) == [("sos", {})]

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from devices.events import ALARM_KINDS, KINDS, event_from_json, event_to_json, make_event
 from devices.schema import event_schema_json
 
-SCHEMA_FILE = Path(__file__).parents[2] / "docs" / "schema" / "event.v1.json"
+SCHEMA_FILE = Path(__file__).parents[3] / "docs" / "schema" / "event.v1.json"
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 # DESIGN.md's kinds: a contract, so removing one must fail a test.
 CONTRACT_KINDS = {

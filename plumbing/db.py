@@ -1,6 +1,6 @@
 """PostgreSQL connections and the schema migrations that every process applies on start.
 
-Migrations are `carewatch/migrations/NNNN_name.sql`, applied in order, each once, each in
+Migrations are `plumbing/migrations/NNNN_name.sql`, applied in order, each once, each in
 its own transaction, under an advisory lock so processes starting together don't race.
 """
 
@@ -30,7 +30,7 @@ class DatabaseError(Exception):
 def migrations() -> list[tuple[int, str, str]]:
     """(version, file name, SQL) of every shipped migration, in order."""
     found = []
-    for entry in resources.files("carewatch.migrations").iterdir():
+    for entry in resources.files("plumbing.migrations").iterdir():
         match = _NAME.fullmatch(entry.name)
         if match:
             found.append((int(match.group(1)), entry.name, entry.read_text()))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from carewatch.kafka import CachedPartitioner
+from plumbing.kafka import CachedPartitioner
 
 
 def test_the_cached_partitioner_puts_each_key_where_any_client_would() -> None:

@@ -10,7 +10,7 @@ import pytest
 from alerts.rules import RaiseAlert, ResolveAlert
 from alerts.rules.config import Zone
 from alerts.rules.geofence import RULE, distance_m, outside_by_m
-from tests.unit.rule_harness import HOME, T0, Device, local, north_of
+from tests.unit.alerts.rules.rule_harness import HOME, T0, Device, local, north_of
 
 CIRCLE = {"name": "home", "center": list(HOME), "radius_m": 200}
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from alerts.rules import Decision, RaiseAlert, ResolveAlert
 from alerts.rules.battery import RULE
-from tests.unit.rule_harness import T0, Device
+from tests.unit.alerts.rules.rule_harness import T0, Device
 
 
 def _levels(device: Device, *levels: float, start: int = 0) -> list[Decision]:

@@ -15,11 +15,11 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-from carewatch.db import DatabaseError
-from carewatch.http import HealthServer
-from carewatch.logs import setup_logging
-from carewatch.mqtt import MqttError
-from carewatch.settings import ConfigError, Settings
+from plumbing.db import DatabaseError
+from plumbing.http import HealthServer
+from plumbing.logs import setup_logging
+from plumbing.mqtt import MqttError
+from plumbing.settings import ConfigError, Settings
 
 __all__ = ["Running", "run_service"]
 

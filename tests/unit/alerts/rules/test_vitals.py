@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from alerts.rules import Decision, RaiseAlert, ResolveAlert
 from alerts.rules.vitals import RULE, _insert
-from tests.unit.rule_harness import T0, Device
+from tests.unit.alerts.rules.rule_harness import T0, Device
 
 
 def _read(device: Device, minute: float, **values: float) -> list[Decision]:

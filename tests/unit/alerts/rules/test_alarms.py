@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from alerts.rules import RaiseAlert, ResolveAlert
 from alerts.rules.alarms import RULE, raised_by
-from tests.unit.rule_harness import T0, Device
+from tests.unit.alerts.rules.rule_harness import T0, Device
 
 
 def _after(seconds: float) -> object:

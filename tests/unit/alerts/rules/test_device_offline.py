@@ -7,7 +7,7 @@ from datetime import timedelta
 from alerts.rules import RaiseAlert, ResolveAlert
 from alerts.rules._support import iso
 from alerts.rules.device_offline import RULE
-from tests.unit.rule_harness import T0, Device
+from tests.unit.alerts.rules.rule_harness import T0, Device
 
 
 def test_fires_on_a_tick_with_no_events_and_resolves_on_the_next_event() -> None:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from alerts.rules import RULES, Context, RaiseAlert
 from devices.events import make_event
-from tests.unit.rule_harness import HOME, T0, config
+from tests.unit.alerts.rules.rule_harness import HOME, T0, config
 
 CONFIG = config(
     {
