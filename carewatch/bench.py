@@ -40,16 +40,20 @@ import orjson
 import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from carewatch.embedded.process import ChildProcess
-from carewatch.embedded.stack import EmbeddedStack
+from carewatch.extras import needs_extra
 from carewatch.simulate import raise_fd_limit, register_fleet
-from carewatch.up import child_env, scrape, start_services
 from devices.codecs.native import topic_for
 from plumbing.db import connect_pool
 from plumbing.kafka import EVENTS_TOPIC
 from plumbing.mqtt import MqttClient, with_login
 from plumbing.settings import Settings
 from simulators.load import LoadGenerator, StepLoad
+
+# The stack it measures, and matplotlib for the plot (imported when it draws: it is slow).
+with needs_extra("bench", "carewatch bench"):
+    from carewatch.embedded.process import ChildProcess
+    from carewatch.embedded.stack import EmbeddedStack
+    from carewatch.up import child_env, scrape, start_services
 
 __all__ = ["BenchPlan", "percentiles", "run_bench"]
 

@@ -1,8 +1,9 @@
 """`carewatch rules check` and `carewatch residents configure`: rule configuration.
 
-Defaults live in deploy/rules.toml; each resident may override any part of it, stored in
-PostgreSQL (`resident_rules`). Both are validated the same way, with messages that name
-the field, before anything is stored.
+Defaults ship in the package (alerts/rules/defaults.toml; deploy/rules.toml is a copy to
+read); each resident may override any part of them, stored in PostgreSQL (`resident_rules`).
+Both are validated the same way, with messages that name the field, before anything is
+stored.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ __all__ = ["add_check_parser", "add_configure_parser"]
 def add_check_parser(rules: argparse.ArgumentParser) -> None:
     actions = rules.add_subparsers(metavar="ACTION")
     chk = actions.add_parser("check", help="validate rules.toml and every resident's overrides")
-    chk.add_argument("--file", type=Path, default=DEFAULTS_PATH, help="defaults (rules.toml)")
+    chk.add_argument(
+        "--file", type=Path, default=DEFAULTS_PATH, help="defaults (default: the shipped ones)"
+    )
     chk.add_argument("--offline", action="store_true", help="only the file, not the database")
     chk.set_defaults(run=_check)
 

@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from datetime import timedelta
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +63,8 @@ def _list(_args: argparse.Namespace, _settings: Settings) -> int:
 
 
 def _play(args: argparse.Namespace, settings: Settings) -> int:
-    path = Path(args.scenario)
-    if not path.suffix:
+    path: Traversable = Path(args.scenario)
+    if not Path(args.scenario).suffix:  # a name: one of the shipped scenarios
         path = SCENARIO_DIR / f"{args.scenario}.yaml"
     try:
         scenario = load_scenario(path)

@@ -1,8 +1,8 @@
 """Scripted scenarios: what one resident's device sends, and the alerts that must follow.
 
-A scenario file (YAML, `simulators/scenarios/*.yaml`, named by its file) is shared by the
-tests and by demos. It names the resident's rule overrides, a list of steps, and the alerts
-an operator should then see, exactly:
+A scenario file (YAML, `simulators/scenarios/*.yaml`, named by its file; package data, read
+through importlib.resources) is shared by the tests and by demos. It names the resident's
+rule overrides, a list of steps, and the alerts an operator should then see, exactly:
 
     description: a watch that goes silent
     resident:                                     # optional: a resident is registered
@@ -31,10 +31,12 @@ overrides), so a local `start` and the rules' local-time windows agree.
 
 from __future__ import annotations
 
+import importlib.resources
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from importlib.resources.abc import Traversable
+from pathlib import PurePath
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -58,7 +60,9 @@ __all__ = [
     "scenario_files",
 ]
 
-SCENARIO_DIR = Path(__file__).parent / "scenarios"
+# Package data, found wherever the package is installed; a Traversable (`/`, `iterdir()`,
+# `read_text()`), not necessarily a Path.
+SCENARIO_DIR: Traversable = importlib.resources.files("simulators") / "scenarios"
 # A start given as a local time lies at least this far before the end of the scenario's
 # device time, so no step is dated in the future.
 _MARGIN = timedelta(minutes=5)
@@ -207,20 +211,23 @@ class Scenario(_Strict):
         return start.astimezone(UTC)
 
 
-def scenario_files() -> list[Path]:
-    return sorted(SCENARIO_DIR.glob("*.yaml"))
+def scenario_files() -> list[Traversable]:
+    """The shipped scenarios (`SCENARIO_DIR/*.yaml`), by name."""
+    files = (f for f in SCENARIO_DIR.iterdir() if f.name.endswith(".yaml") and f.is_file())
+    return sorted(files, key=lambda f: f.name)
 
 
-def load_scenario(path: Path) -> Scenario:
-    """Parse and validate one file; a `ScenarioError` names the file and each problem."""
+def load_scenario(path: Traversable) -> Scenario:
+    """Parse and validate one file (a shipped one or a Path); a `ScenarioError` names the
+    file and each problem."""
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ScenarioError(f"{path.name}: not YAML: {exc}") from None
     if not isinstance(doc, dict):
         raise ScenarioError(f"{path.name}: a scenario is a mapping (description, steps, expect)")
     try:
-        return Scenario.model_validate({"name": path.stem, **doc})
+        return Scenario.model_validate({"name": PurePath(path.name).stem, **doc})
     except ValidationError as exc:
         raise ScenarioError(f"{path.name}: {_problems(exc)}") from None
 

@@ -6,7 +6,7 @@ import functools
 import zoneinfo
 from datetime import UTC, date, datetime, timedelta
 
-from alerts.rules import Context
+from alerts.rules.base import Context
 from alerts.rules.config import RulesConfig, parse_window, rules_config
 
 __all__ = ["active_seconds", "config", "in_window", "iso", "local_time", "parse_ts"]

@@ -16,8 +16,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from alerts.rules import Context, Decision, RaiseAlert, ResolveAlert, Rule
 from alerts.rules._support import config, iso, parse_ts
+from alerts.rules.base import Context, Decision, RaiseAlert, ResolveAlert, Rule
 from devices.events import Event, FallEvent, SosEvent
 
 __all__ = ["RULE", "evaluate", "raised_by"]

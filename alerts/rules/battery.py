@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from alerts.rules import Context, Decision, RaiseAlert, ResolveAlert, Rule
 from alerts.rules._support import config, iso, parse_ts
+from alerts.rules.base import Context, Decision, RaiseAlert, ResolveAlert, Rule
 from alerts.rules.config import BatteryConfig
 from devices.events import BatteryEvent, Event
 

@@ -1,4 +1,8 @@
-"""Rule configuration: the defaults in `deploy/rules.toml`, and each resident's overrides.
+"""Rule configuration: the defaults, and each resident's overrides.
+
+The defaults ship inside the package, `alerts/rules/defaults.toml` (`DEFAULTS_PATH`, read
+through importlib.resources, so an installed wheel has them too); `deploy/rules.toml` is a
+copy to read, kept byte for byte equal by a test.
 
 A resident's overrides are a *partial* dict with the same shape as the file, merged over
 the defaults (tables merge key by key; lists and values replace), e.g.
@@ -9,16 +13,18 @@ the defaults (tables merge key by key; lists and values replace), e.g.
 
 The rules worker puts `effective(defaults, overrides).model_dump(mode="json")` into
 `Context.config`; a rule reads it back with `rules_config(ctx)`. The model defaults equal
-the shipped `deploy/rules.toml` (a test keeps them equal), so an empty `Context.config`
+the shipped `defaults.toml` (a test keeps them equal), so an empty `Context.config`
 means "the defaults".
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import itertools
 import tomllib
 import zoneinfo
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -28,6 +34,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from shapely.validation import explain_validity
 
 __all__ = [
+    "DEFAULTS_PATH",
     "AlarmsConfig",
     "BatteryConfig",
     "DeviceOfflineConfig",
@@ -46,7 +53,9 @@ __all__ = [
     "rules_config",
 ]
 
-DEFAULTS_PATH = Path(__file__).resolve().parents[2] / "deploy" / "rules.toml"
+# The shipped defaults: package data, so found wherever the package is installed. A
+# Traversable: read it with `read_text()` or `load_defaults()`, not open().
+DEFAULTS_PATH: Traversable = importlib.resources.files("alerts.rules") / "defaults.toml"
 
 
 # --- value types ---------------------------------------------------------------------------
@@ -248,10 +257,11 @@ class RulesConfig(_Section):
 # --- loading and merging ---------------------------------------------------------------------
 
 
-def load_defaults(path: Path | str = DEFAULTS_PATH) -> RulesConfig:
-    """Read the defaults file (raises OSError, tomllib.TOMLDecodeError, ValidationError)."""
-    with open(path, "rb") as f:
-        return RulesConfig.model_validate(tomllib.load(f))
+def load_defaults(path: Traversable | Path | str = DEFAULTS_PATH) -> RulesConfig:
+    """Read a defaults file, the shipped one unless told otherwise (raises OSError,
+    tomllib.TOMLDecodeError, ValidationError)."""
+    source = Path(path) if isinstance(path, str) else path
+    return RulesConfig.model_validate(tomllib.loads(source.read_text(encoding="utf-8")))
 
 
 def effective(defaults: RulesConfig, overrides: dict[str, Any]) -> RulesConfig:

@@ -21,8 +21,8 @@ from typing import Any
 
 import shapely
 
-from alerts.rules import Context, Decision, RaiseAlert, ResolveAlert, Rule
 from alerts.rules._support import config, in_window, iso, parse_ts
+from alerts.rules.base import Context, Decision, RaiseAlert, ResolveAlert, Rule
 from alerts.rules.config import GeofenceConfig, RulesConfig, Zone
 from devices.events import Event, GeofenceEvent, LocationEvent
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from alerts.rules import Context, Decision, RaiseAlert, ResolveAlert, Rule, Severity
 from alerts.rules._support import config
+from alerts.rules.base import Context, Decision, RaiseAlert, ResolveAlert, Rule, Severity
 from alerts.rules.config import Thresholds, VitalsConfig
 from devices.events import Event, VitalsEvent
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from alerts.rules import Context, Decision, RaiseAlert, ResolveAlert, Rule
 from alerts.rules._support import active_seconds, config, iso, local_time, parse_ts
+from alerts.rules.base import Context, Decision, RaiseAlert, ResolveAlert, Rule
 from devices.events import Event, WornEvent
 
 __all__ = ["RULE", "evaluate", "tick"]

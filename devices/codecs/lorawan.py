@@ -30,7 +30,8 @@ from typing import Any, NoReturn
 import orjson
 from pydantic import ValidationError
 
-from devices.codecs import Decoded, Message, milesight
+from devices.codecs import milesight
+from devices.codecs.base import Decoded, Message
 from devices.errors import DecodeError, Reason
 from devices.events import Event, make_event
 

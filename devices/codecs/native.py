@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from devices.codecs import Codec, Decoded, Message
+from devices.codecs.base import Codec, Decoded, Message
 from devices.errors import DecodeError, Reason
 from devices.events import COMMON_FIELDS, KINDS, Event, make_event
 

@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 import orjson
 from pydantic import ValidationError
 
-from devices.codecs import Codec, Decoded, Message
+from devices.codecs.base import Codec, Decoded, Message
 from devices.errors import DecodeError, Reason
 from devices.events import Event, make_event
 

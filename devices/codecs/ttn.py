@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from devices.codecs import Codec, Decoded, Message
+from devices.codecs.base import Codec, Decoded, Message
 from devices.codecs.lorawan import U32, JsonFields, Uplink, decode_uplink, uplink_key
 from devices.errors import DecodeError, Reason
 

@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
-from devices.codecs import Codec, Decoded, Message
+from devices.codecs.base import Codec, Decoded, Message
 from devices.codecs.watch_frames import DEVICE_ID, PROTOCOL, Frame, parse_frame
 from devices.errors import DecodeError, Reason
 from devices.events import make_event

@@ -57,7 +57,7 @@ async def landed(pipeline: Pipeline) -> AsyncIterator[Landed]:
     await consumer.stop()
 
 
-@pytest.mark.parametrize("path", scenario_files(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", scenario_files(), ids=lambda p: p.name.removesuffix(".yaml"))
 async def test_scenario_produces_exactly_its_expected_alerts(
     pipeline: Pipeline, landed: Landed, path: Path
 ) -> None:

@@ -27,13 +27,21 @@ _STEPS = "steps: [{at: -1m, send: {kind: sos}}]"
 _SOS = f"{_STEPS}\nexpect: []"
 
 
+def test_the_scenarios_are_package_data_named_by_file() -> None:
+    files = scenario_files()
+    assert [f.name for f in files] == sorted(f.name for f in files)
+    assert all(f.name.endswith(".yaml") for f in files)
+    assert (SCENARIO_DIR / "fall.yaml").is_file()
+    assert load_scenario(SCENARIO_DIR / "fall.yaml").name == "fall"
+
+
 def test_every_required_scenario_exists_and_states_its_alerts() -> None:
     loaded = {s.name: s for s in map(load_scenario, scenario_files())}
     assert REQUIRED <= set(loaded)
     assert all(s.expect for s in loaded.values()), "a scenario states its alerts"
 
 
-@pytest.mark.parametrize("path", scenario_files(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", scenario_files(), ids=lambda p: p.name.removesuffix(".yaml"))
 def test_every_scenarios_overrides_pass_rules_check(path: Path) -> None:
     # The worker would log bad overrides and use the defaults: the scenario would test
     # something else than it says.

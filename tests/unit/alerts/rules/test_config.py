@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -21,11 +22,32 @@ from alerts.rules.config import (
 from tests.unit.alerts.rules.rule_harness import local
 
 DEFAULTS_TEXT = DEFAULTS_PATH.read_text()
+DEPLOY_COPY = Path(__file__).resolve().parents[4] / "deploy" / "rules.toml"
 
 
 def test_the_shipped_defaults_are_the_model_defaults() -> None:
-    assert load_defaults(DEFAULTS_PATH) == RulesConfig()
+    assert load_defaults() == load_defaults(DEFAULTS_PATH) == RulesConfig()
     assert check(DEFAULTS_TEXT, {}) == []
+
+
+def test_the_shipped_defaults_are_package_data() -> None:
+    assert DEFAULTS_PATH.name == "defaults.toml"
+    assert DEFAULTS_PATH.is_file()
+
+
+def test_deploy_rules_toml_is_a_copy_of_the_shipped_defaults() -> None:
+    assert DEPLOY_COPY.read_bytes() == DEFAULTS_PATH.read_bytes(), (
+        "carewatch reads alerts/rules/defaults.toml (package data); deploy/rules.toml is a "
+        "copy to read. Edit alerts/rules/defaults.toml, then "
+        "`cp alerts/rules/defaults.toml deploy/rules.toml`"
+    )
+
+
+def test_a_defaults_file_can_be_named_by_path(tmp_path: Path) -> None:
+    other = tmp_path / "rules.toml"
+    other.write_text("[battery]\nlow_pct = 10\n")
+    assert load_defaults(other).battery.low_pct == 10
+    assert load_defaults(str(other)) == load_defaults(other)
 
 
 def test_news2_bands() -> None:
