@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import asyncpg
 
-from alerts.consumer import Batch
 from alerts.rules import Decision
 from alerts.rules.alarms import raised_by
 from alerts.rules_worker import log_change
 from alerts.store import apply_decisions
+from devices.events import Event
+from plumbing.consumer import Batch
 
 __all__ = ["AlarmLane"]
 
@@ -32,8 +33,8 @@ class AlarmLane:
     def __init__(self, *, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def handle(self, batch: Batch) -> None:
-        decisions: list[Decision] = [d for d in map(raised_by, batch.events) if d is not None]
+    async def handle(self, batch: Batch[Event]) -> None:
+        decisions: list[Decision] = [d for d in map(raised_by, batch.items) if d is not None]
         if not decisions:
             return
         async with self._pool.acquire() as conn:

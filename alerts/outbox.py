@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from typing import Any
 
 import asyncpg
@@ -35,6 +34,8 @@ from aiokafka.errors import KafkaError
 
 from alerts import metrics
 from alerts.store import ALERT_COLUMNS, LIFECYCLE_COLUMNS
+from plumbing.backoff import Backoff
+from plumbing.component import Component
 from plumbing.db import DatabaseError
 from plumbing.kafka import ALERTS_TOPIC, make_producer
 
@@ -82,7 +83,7 @@ WHERE published_at IS NULL ORDER BY history_id LIMIT 1
 _TRANSIENT = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, KafkaError)
 
 
-class AlertPublisher:
+class AlertPublisher(Component):
     """Publishes the unpublished rows of `alert_history`, in order, at least once."""
 
     def __init__(
@@ -94,7 +95,9 @@ class AlertPublisher:
         interval_s: float = 1.0,
         batch_size: int = 500,
         client_id: str = "carewatch-alerts",
+        stop_timeout: float = 10.0,
     ) -> None:
+        super().__init__(name="alert-publisher")
         self._url = database_url
         self._bootstrap = bootstrap
         self._topic = topic
@@ -103,70 +106,47 @@ class AlertPublisher:
         self._client_id = client_id
         self._producer: AIOKafkaProducer | None = None
         self._conn: asyncpg.Connection | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._stop_timeout = stop_timeout
         self._wake = asyncio.Event()
-        self._stopping = False
         self.published = 0
 
-    @property
-    def done(self) -> asyncio.Future[None]:
-        """Completes if the loop ends (it only does on stop or on a crash)."""
-        assert self._task is not None
-        return self._task
-
-    async def start(self) -> None:
+    async def _open(self) -> None:
         """Connect to PostgreSQL and Kafka, then publish in the background."""
-        if self._task is not None:
-            return
-        self._stopping = False
         producer = make_producer(self._bootstrap, client_id=self._client_id)
         await producer.start()
         self._producer = producer
         try:
             await self._connection()
         except (OSError, asyncpg.PostgresError) as exc:
-            await self.stop()
             raise DatabaseError(f"alert publisher cannot reach PostgreSQL: {exc}") from exc
-        self._task = asyncio.create_task(self._run(), name="alert-publisher")
-        self._task.add_done_callback(self._loop_done)
+        # Restarted if it crashes: what it has not marked published is sent again.
+        self.supervise("publish", self._run, restart=True)
         log.info("publishing alert changes", extra={"topic": self._topic})
 
-    async def stop(self, timeout: float = 10.0) -> None:
-        """Publish what is committed by now (within `timeout`), then disconnect. Safe to
-        call twice; what is left unpublished goes out with the next publisher to start."""
-        self._stopping = True
+    async def _close(self) -> None:
+        """Publish what is committed by now (within the stop timeout), then disconnect;
+        what is left unpublished goes out with the next publisher to start."""
         self._wake.set()
-        task, self._task = self._task, None
-        if task is not None and not task.done():
-            await asyncio.wait({task}, timeout=timeout)
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await self.finish_tasks(self._stop_timeout)
+        await self.cancel_tasks()
         producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()
         await self._disconnect()
 
-    async def __aenter__(self) -> AlertPublisher:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
     def health(self) -> dict[str, Any]:
-        ok = self._task is not None and not self._task.done()
         connected = self._conn is not None and not self._conn.is_closed()
-        return {"ok": ok, "connected": connected, "published": self.published}
+        return {**super().health(), "connected": connected, "published": self.published}
 
     async def _run(self) -> None:
-        cap = 0.2
+        backoff = Backoff(first=0.2, cap=10.0)
         while True:
             self._wake.clear()
-            stopping = self._stopping  # a round after stop() covers all committed before it
+            stopping = self.stopping  # a round after stop() covers all committed before it
             try:
                 published = await self._round()
                 await self._measure_backlog()
-                cap = 0.2
+                backoff.reset()
             except _TRANSIENT as exc:
                 if stopping:
                     return
@@ -174,8 +154,7 @@ class AlertPublisher:
                 log.warning("publishing alert changes failed; retrying", extra={"error": repr(exc)})
                 if not isinstance(exc, KafkaError):
                     await self._disconnect()
-                await self._sleep(random.uniform(0, cap))
-                cap = min(cap * 2, 10.0)
+                await self._sleep(backoff.next_delay())
                 continue
             if published < self._batch_size:
                 if stopping:
@@ -239,10 +218,6 @@ class AlertPublisher:
 
     def _notified(self, _conn: Any, _pid: int, _channel: str, _payload: str) -> None:
         self._wake.set()
-
-    def _loop_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.critical("alert publisher crashed", exc_info=task.exception())
 
 
 async def _in_alert_order(

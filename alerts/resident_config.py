@@ -1,5 +1,6 @@
-"""Each device's effective rule configuration: deploy/rules.toml merged with its resident's
-overrides (and time zone) from PostgreSQL, refreshed while the worker runs."""
+"""Each device's effective rule configuration: the rule defaults
+(alerts/rules/defaults.toml) merged with its resident's overrides (and time zone) from
+PostgreSQL, refreshed while the worker runs."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import asyncpg
 import orjson
 
 from alerts.rules.config import DEFAULTS_PATH, RulesConfig, effective, load_defaults
+from plumbing.component import Component
 
 __all__ = ["ResidentConfigs"]
 
@@ -25,18 +27,18 @@ LEFT JOIN resident_rules rr USING (resident_id)
 """
 
 
-class ResidentConfigs:
+class ResidentConfigs(Component):
     """`for_device(id)` -> the dict rules get as `Context.config` (one object per resident,
     reused, which the rules' config cache recognises by identity)."""
 
     def __init__(self, *, pool: asyncpg.Pool, defaults_path: Path | None = None,
                  refresh_s: float = 30.0) -> None:  # fmt: skip
+        super().__init__(name="resident-configs")
         self._pool = pool
         self._defaults: RulesConfig = load_defaults(defaults_path or DEFAULTS_PATH)
         self._default_dict = self._defaults.model_dump(mode="json")
         self._by_device: dict[str, dict[str, Any]] = {}
         self._refresh_s = refresh_s
-        self._task: asyncio.Task[None] | None = None
 
     def for_device(self, device_id: str) -> dict[str, Any]:
         return self._by_device.get(device_id, self._default_dict)
@@ -63,29 +65,18 @@ class ResidentConfigs:
             return self._default_dict
         return config.model_dump(mode="json")
 
-    async def start(self) -> None:
+    async def _open(self) -> None:
         await self.load()
-        self._task = asyncio.create_task(self._refresh(), name="resident-configs")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
-    async def __aenter__(self) -> ResidentConfigs:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+        # Restarted if it crashes: a frozen configuration would keep rules on stale
+        # thresholds without anyone noticing.
+        self.supervise("refresh", self._refresh, restart=True)
 
     async def _refresh(self) -> None:
         while True:
             await asyncio.sleep(self._refresh_s)
             try:
                 await self.load()
-            except (OSError, asyncpg.PostgresError) as exc:
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("rule configuration refresh failed", extra={"error": repr(exc)})
 
 

@@ -1,4 +1,5 @@
-"""The rules worker: runs every rule over each event, and the timer rules on a clock.
+"""The rules worker: runs every rule over each event, and the timer rules on a clock
+(`tick`, called by a plumbing.ticker.Ticker).
 
 Rule state is per device, kept by the worker that owns the device's partition, and stored
 in PostgreSQL with the alert changes it caused and the offsets consumed, in one
@@ -12,25 +13,28 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
 from alerts import metrics
-from alerts.consumer import YIELD_EVERY, Batch
 from alerts.resident_config import ResidentConfigs
 from alerts.rule_state import RuleStateStore
 from alerts.rules import RULES, Context, Decision, Rule
 from alerts.store import apply_decisions
-from devices.events import ALARM_KINDS
+from devices.events import ALARM_KINDS, Event
+from plumbing.consumer import YIELD_EVERY, Batch
 
-__all__ = ["RulesWorker", "Ticker", "log_change"]
+__all__ = ["TRANSIENT", "RulesWorker", "log_change"]
 
 log = logging.getLogger(__name__)
 
 States = dict[str, dict[str, Any]]
+
+# Errors after which the next batch or tick simply tries again (the database is away).
+TRANSIENT = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 def _utcnow() -> datetime:
@@ -47,23 +51,21 @@ class RulesWorker:
         store: RuleStateStore,
         configs: ResidentConfigs,
         rules: tuple[Rule, ...] = RULES,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._pool = pool
         self._store = store
         self._configs = configs
         self._rules = rules
-        self._clock = clock
+        self._clock = clock or _utcnow
 
-    async def handle(self, batch: Batch) -> None:
+    async def handle(self, batch: Batch[Event]) -> None:
         async with self._store.lock:
             now = self._clock()
             work: States = {}
             decisions: list[Decision] = []
             owned = self._store.owned  # a rebalance may have taken partitions since the fetch
-            for n, (event, partition) in enumerate(
-                zip(batch.events, batch.partitions, strict=True)
-            ):
+            for n, (event, partition) in enumerate(zip(batch.items, batch.partitions, strict=True)):
                 if n % YIELD_EVERY == YIELD_EVERY - 1:
                     await asyncio.sleep(0)  # the alarm lane shares this loop
                 if partition not in owned:
@@ -130,51 +132,3 @@ def log_change(change: dict[str, Any]) -> None:
             "count": change["count"],
         },
     )
-
-
-class Ticker:
-    """Runs the worker's timer rules every `interval` seconds, once the consumer has caught
-    up: while a backlog is replayed, old silence would look like a device gone offline."""
-
-    def __init__(
-        self,
-        *,
-        worker: RulesWorker,
-        caught_up: Callable[[], Awaitable[bool]],
-        interval: float = 60.0,
-    ) -> None:
-        self._worker = worker
-        self._caught_up = caught_up
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
-
-    @property
-    def done(self) -> asyncio.Future[None]:
-        assert self._task is not None
-        return self._task
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="rules-ticker")
-
-    async def stop(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def __aenter__(self) -> Ticker:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            if not await self._caught_up():
-                continue
-            try:
-                await self._worker.tick()
-            except (OSError, asyncpg.PostgresError) as exc:
-                # The next tick tries again: the timers' keys make a repeat harmless.
-                log.warning("timer rules failed", extra={"error": repr(exc)})

@@ -24,6 +24,7 @@ the first and then finds the key taken.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -41,6 +42,7 @@ __all__ = [
     "get_alert",
     "list_alerts",
     "resolve",
+    "unalerted_alarms",
 ]
 
 # What `alerts list` shows (its JSON lines are documented; keep them stable).
@@ -274,3 +276,23 @@ def _required(value: str | None, what: str) -> str:
 def _resolved(alert: dict[str, Any]) -> str:
     at = alert["resolved_at"].strftime("%Y-%m-%d %H:%M:%S UTC")
     return f"resolved by {alert['resolved_by']} at {at} ({alert['resolution']})"
+
+
+# Stored alarms that no decision key links to an alert; a cancel (a `fall` with
+# `cancelled`) raises nothing by itself. Uses the partial index events_alarms_received.
+_UNALERTED = """
+SELECT e.body::text AS body FROM events e
+WHERE e.kind IN ('sos', 'fall') AND e.received_at >= $1 AND e.received_at < $2
+  AND NOT coalesce((e.body ->> 'cancelled')::boolean, false)
+  AND NOT EXISTS (SELECT 1 FROM alert_events a WHERE a.event_id = e.event_id AND a.kind = e.kind)
+ORDER BY e.received_at
+LIMIT $3
+"""
+
+
+async def unalerted_alarms(
+    conn: asyncpg.Connection, *, since: datetime, until: datetime, limit: int
+) -> list[str]:
+    """The canonical JSON of stored sos/fall events received in [since, until) that raised
+    no alert (alerts/reconcile.py), oldest first."""
+    return [r["body"] for r in await conn.fetch(_UNALERTED, since, until, limit)]

@@ -11,8 +11,8 @@ import asyncpg
 import orjson
 
 from alerts import metrics
-from alerts.consumer import Batch
 from devices.events import Event
+from plumbing.consumer import Batch
 
 __all__ = ["COLUMNS", "TelemetryWriter", "prepare_connection"]
 
@@ -41,8 +41,8 @@ class TelemetryWriter:
     def __init__(self, *, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def handle(self, batch: Batch) -> None:
-        rows = [_row(e) for e in batch.events]
+    async def handle(self, batch: Batch[Event]) -> None:
+        rows = [_row(e) for e in batch.items]
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("TRUNCATE events_stage")
             await conn.copy_records_to_table("events_stage", records=rows, columns=COLUMNS)

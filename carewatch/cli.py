@@ -139,8 +139,7 @@ def _service(name: str) -> Command:
         from carewatch import processes
         from plumbing.service import run_service
 
-        build = getattr(processes, f"build_{name.replace('-', '_')}")
-        return run_service(name, settings, build)
+        return run_service(name, settings, processes.BUILDERS[name])
 
     return run
 

@@ -9,25 +9,44 @@ from __future__ import annotations
 import socket
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
+
 from alerts.alarm_lane import AlarmLane
-from alerts.consumer import BatchConsumer
 from alerts.outbox import AlertPublisher
+from alerts.reconcile import reconcile
 from alerts.resident_config import ResidentConfigs
 from alerts.rule_state import RuleStateStore
-from alerts.rules_worker import RulesWorker, Ticker
+from alerts.rules_worker import TRANSIENT, RulesWorker
 from alerts.telemetry import TelemetryWriter, prepare_connection
+from devices.events import Event, event_from_json
 from ingest import gateway_metrics  # noqa: F401 - registers the gateway's metrics
 from ingest.pipeline import Ingest
 from ingest.watch_gateway import WatchGateway
+from plumbing.component import Component
+from plumbing.consumer import BatchConsumer
 from plumbing.db import connect_pool
+from plumbing.dead_letters import DeadLetters
 from plumbing.kafka import ALARMS_TOPIC, EVENTS_TOPIC
 from plumbing.mqtt import MqttClient
 from plumbing.service import Running
 from plumbing.settings import Settings
+from plumbing.ticker import Ticker
 
-__all__ = ["build_ingest", "build_rules", "build_telemetry", "build_watch_gateway"]
+__all__ = [
+    "BUILDERS",
+    "RulesParts",
+    "TelemetryParts",
+    "build_ingest",
+    "build_rules",
+    "build_telemetry",
+    "build_watch_gateway",
+    "rules_parts",
+    "telemetry_parts",
+]
 
 
 async def build_ingest(settings: Settings, stack: AsyncExitStack) -> Running:
@@ -48,48 +67,147 @@ async def build_ingest(settings: Settings, stack: AsyncExitStack) -> Running:
     return Running(health=ingest.health, watch=[ingest.done])
 
 
-async def build_rules(settings: Settings, stack: AsyncExitStack) -> Running:
+@dataclass
+class RulesParts:
+    """The components of the rules process, built without I/O; `components` in the order
+    they start (they stop the other way round: the publisher last, so the changes of the
+    last batch go out too)."""
+
+    publisher: AlertPublisher
+    dead_letters: DeadLetters
+    configs: ResidentConfigs
+    store: RuleStateStore
+    worker: RulesWorker
+    consumer: BatchConsumer[Event]
+    alarm_lane: BatchConsumer[Event]
+    timers: Ticker
+    reconciliation: Ticker
+
+    def components(self) -> list[Component]:
+        return [
+            self.publisher,
+            self.dead_letters,
+            self.configs,
+            self.consumer,
+            self.alarm_lane,
+            self.timers,
+            self.reconciliation,
+        ]
+
+    def health(self) -> dict[str, Any]:
+        return _health(
+            self.consumer,
+            alarm_lane=self.alarm_lane,
+            publisher=self.publisher,
+            configs=self.configs,
+            timers=self.timers,
+            reconciliation=self.reconciliation,
+        )
+
+
+def rules_parts(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    configs_refresh_s: float = 30.0,
+) -> RulesParts:
+    """The rules process as `carewatch rules` runs it (the tests build theirs here too,
+    with a clock they can move)."""
     bootstrap = settings.require_kafka_bootstrap()
     database_url = settings.require_database_url()
-    pool = await connect_pool(database_url)
-    stack.push_async_callback(pool.close)
-    # Before the consumer, so it stops after it: the changes of the last batch go out too.
-    publisher = AlertPublisher(database_url=database_url, bootstrap=bootstrap)
-    await stack.enter_async_context(publisher)
-    configs = await stack.enter_async_context(ResidentConfigs(pool=pool))
+    publisher = AlertPublisher(
+        database_url=database_url, bootstrap=bootstrap, client_id=f"{settings.rules_group}-alerts"
+    )
+    dead_letters = DeadLetters(bootstrap=bootstrap, client_id=f"{settings.rules_group}-dlq")
+    configs = ResidentConfigs(pool=pool, refresh_s=configs_refresh_s)
     store = RuleStateStore(pool=pool, group_id=settings.rules_group, topic=EVENTS_TOPIC)
-    worker = RulesWorker(pool=pool, store=store, configs=configs)
+    worker = RulesWorker(pool=pool, store=store, configs=configs, clock=clock)
     consumer = BatchConsumer(
         name="rules",
         bootstrap=bootstrap,
         group_id=settings.rules_group,
+        topic=EVENTS_TOPIC,
+        decode=event_from_json,
         handler=worker.handle,
         max_records=settings.batch_max_records,
         positions=store,
+        on_poison=dead_letters.poison,
+        stall_after_s=settings.worker_stall_after_s,
     )
-    await stack.enter_async_context(consumer)
     alarm_lane = BatchConsumer(
         name="alarms",
         bootstrap=bootstrap,
         group_id=f"{settings.rules_group}-alarms",
-        handler=AlarmLane(pool=pool).handle,
         topic=ALARMS_TOPIC,
+        decode=event_from_json,
+        handler=AlarmLane(pool=pool).handle,
         urgent=True,
+        on_poison=dead_letters.poison,
+        stall_after_s=settings.worker_stall_after_s,
     )
-    await stack.enter_async_context(alarm_lane)
-    ticker = Ticker(worker=worker, caught_up=_caught_up(consumer), interval=settings.rules_tick_s)
-    await stack.enter_async_context(ticker)
+    # Timers wait until the backlog is read: while it is replayed, old silence would look
+    # like a device gone offline.
+    timers = Ticker(
+        name="rules-timers",
+        tick=worker.tick,
+        interval=settings.rules_tick_s,
+        ready=_caught_up(consumer),
+        transient=TRANSIENT,
+    )
+    reconciliation = Ticker(
+        name="reconciliation",
+        tick=_reconcile(pool, settings, clock or _utcnow),
+        interval=settings.reconcile_interval_s,
+        transient=TRANSIENT,
+    )
+    return RulesParts(
+        publisher,
+        dead_letters,
+        configs,
+        store,
+        worker,
+        consumer,
+        alarm_lane,
+        timers,
+        reconciliation,
+    )
 
-    def health() -> dict[str, Any]:
-        consuming, alarms, publishing = consumer.health(), alarm_lane.health(), publisher.health()
-        ok = consuming["ok"] and alarms["ok"] and publishing["ok"]
-        return {**consuming, "ok": ok, "alarm_lane": alarms, "publisher": publishing}
 
-    watch = [consumer.done, alarm_lane.done, publisher.done, ticker.done]
-    return Running(health=health, watch=watch)
+def _reconcile(
+    pool: asyncpg.Pool, settings: Settings, clock: Callable[[], datetime]
+) -> Callable[[], Awaitable[object]]:
+    grace = timedelta(seconds=settings.reconcile_grace_s)
+
+    async def check() -> object:
+        async with pool.acquire() as conn:
+            return await reconcile(conn, now=clock(), grace=grace)
+
+    return check
 
 
-def _caught_up(consumer: BatchConsumer, backlog: int = 1000) -> Callable[[], Awaitable[bool]]:
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+async def build_rules(settings: Settings, stack: AsyncExitStack) -> Running:
+    pool = await connect_pool(settings.require_database_url())
+    stack.push_async_callback(pool.close)
+    parts = rules_parts(settings, pool)
+    for component in parts.components():
+        await stack.enter_async_context(component)
+    return Running(health=parts.health, watch=[c.done for c in parts.components()])
+
+
+def _health(main: Component, **others: Component) -> dict[str, Any]:
+    """`main`'s health document, with each other component's under its name; ok if all are."""
+    docs = {name: component.health() for name, component in others.items()}
+    doc = main.health()
+    ok = doc["ok"] and all(d["ok"] for d in docs.values())
+    return {**doc, **docs, "ok": ok}
+
+
+def _caught_up(consumer: BatchConsumer[Any], backlog: int = 1000) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         lag = await consumer.lag()
         return lag is not None and lag < backlog
@@ -97,19 +215,47 @@ def _caught_up(consumer: BatchConsumer, backlog: int = 1000) -> Callable[[], Awa
     return check
 
 
+@dataclass
+class TelemetryParts:
+    """The components of the telemetry process, in the order they start."""
+
+    dead_letters: DeadLetters
+    consumer: BatchConsumer[Event]
+
+    def components(self) -> list[Component]:
+        return [self.dead_letters, self.consumer]
+
+    def health(self) -> dict[str, Any]:
+        return _health(self.consumer, dead_letters=self.dead_letters)
+
+
+def telemetry_parts(settings: Settings, pool: asyncpg.Pool) -> TelemetryParts:
+    """The telemetry process as `carewatch telemetry` runs it (the tests build theirs here
+    too). A row PostgreSQL refuses costs that row, not the batch: the consumer applies a
+    failing batch in halves down to the record, which goes to the dead-letter topic."""
+    bootstrap = settings.require_kafka_bootstrap()
+    dead_letters = DeadLetters(bootstrap=bootstrap, client_id=f"{settings.telemetry_group}-dlq")
+    consumer = BatchConsumer(
+        name="telemetry",
+        bootstrap=bootstrap,
+        group_id=settings.telemetry_group,
+        topic=EVENTS_TOPIC,
+        decode=event_from_json,
+        handler=TelemetryWriter(pool=pool).handle,
+        max_records=settings.batch_max_records,
+        on_poison=dead_letters.poison,
+        stall_after_s=settings.worker_stall_after_s,
+    )
+    return TelemetryParts(dead_letters, consumer)
+
+
 async def build_telemetry(settings: Settings, stack: AsyncExitStack) -> Running:
     pool = await connect_pool(settings.require_database_url(), init=prepare_connection)
     stack.push_async_callback(pool.close)
-    writer = TelemetryWriter(pool=pool)
-    consumer = BatchConsumer(
-        name="telemetry",
-        bootstrap=settings.require_kafka_bootstrap(),
-        group_id=settings.telemetry_group,
-        handler=writer.handle,
-        max_records=settings.batch_max_records,
-    )
-    await stack.enter_async_context(consumer)
-    return Running(health=consumer.health, watch=[consumer.done])
+    parts = telemetry_parts(settings, pool)
+    for component in parts.components():
+        await stack.enter_async_context(component)
+    return Running(health=parts.health, watch=[c.done for c in parts.components()])
 
 
 async def build_watch_gateway(settings: Settings, stack: AsyncExitStack) -> Running:
@@ -130,3 +276,12 @@ async def build_watch_gateway(settings: Settings, stack: AsyncExitStack) -> Runn
     )
     await stack.enter_async_context(gateway)
     return Running(health=gateway.health)
+
+
+# What `carewatch NAME` runs, by the name of its subcommand.
+BUILDERS: dict[str, Callable[[Settings, AsyncExitStack], Awaitable[Running]]] = {
+    "ingest": build_ingest,
+    "rules": build_rules,
+    "telemetry": build_telemetry,
+    "watch-gateway": build_watch_gateway,
+}

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from typing import Any
 
@@ -23,6 +22,8 @@ import asyncpg
 
 from devices.errors import RegistryError
 from devices.registry import Device, get_device, list_devices
+from plumbing.backoff import Backoff
+from plumbing.component import Component
 
 __all__ = ["DeviceDirectory", "RegistryUnavailable"]
 
@@ -42,8 +43,9 @@ class RegistryUnavailable(Exception):
     """A device is not in memory and the database cannot be asked about it."""
 
 
-class DeviceDirectory:
+class DeviceDirectory(Component):
     def __init__(self, *, database_url: str, refresh_s: float = 60.0) -> None:
+        super().__init__(name="device-directory")
         self._url = database_url
         self._refresh_s = refresh_s
         self._devices: dict[str, Device] = {}
@@ -52,29 +54,19 @@ class DeviceDirectory:
         self._conn: asyncpg.Connection | None = None
         # One connection serves notifications, misses and reloads: one query at a time.
         self._query = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
         self._lost = asyncio.Event()  # set when the connection drops: reconnect at once
 
-    async def start(self) -> None:
+    async def _open(self) -> None:
         await self._connect()
-        self._task = asyncio.create_task(self._refresh_loop(), name="directory-refresh")
+        # Restarted if it crashes: a frozen cache would refuse every new device as unknown.
+        self.supervise("refresh", self._refresh_loop, restart=True)
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+    async def _close(self) -> None:
+        await self.cancel_tasks()
         if self._conn is not None:
             self._conn.remove_termination_listener(self._terminated)
             await self._conn.close()
             self._conn = None
-
-    async def __aenter__(self) -> DeviceDirectory:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     def __len__(self) -> int:
         return len(self._devices)
@@ -135,8 +127,15 @@ class DeviceDirectory:
             self._misses[device_id] = time.monotonic()
 
     def _notified(self, _conn: Any, _pid: int, _channel: str, device_id: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._reload_one(device_id))
-        task.add_done_callback(_log_failure)
+        self.supervise("reload-notified", lambda: self._reload_notified(device_id), restart=True)
+
+    async def _reload_notified(self, device_id: str) -> None:
+        try:
+            await self._reload_one(device_id)
+        except _DB_ERRORS as exc:
+            # The next full reload (at once, once the connection is back) covers it.
+            log.warning("device reload failed", extra={"device_id": device_id, "error": repr(exc)})
+            self._lost.set()
 
     def _terminated(self, _conn: Any) -> None:
         log.warning("device registry connection lost")
@@ -145,25 +144,19 @@ class DeviceDirectory:
     async def _refresh_loop(self) -> None:
         """Full reloads every `refresh_s`; when the connection is lost, reconnects at once,
         then with growing random delays while that fails."""
-        cap = 1.0
+        backoff = Backoff(first=1.0, cap=30.0)
         while True:
             if self.connected:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._lost.wait(), self._refresh_s)
             else:
-                await asyncio.sleep(random.uniform(0, cap))
+                await backoff.wait()
             self._lost.clear()
             try:
                 if self.connected:
                     await self._reload_all()
                 else:
                     await self._connect()
-                cap = 1.0
+                backoff.reset()
             except _DB_ERRORS as exc:
                 log.warning("device registry refresh failed", extra={"error": repr(exc)})
-                cap = min(cap * 2, 30.0)
-
-
-def _log_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.warning("device reload failed", extra={"error": repr(task.exception())})

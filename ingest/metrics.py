@@ -11,6 +11,10 @@ UNVERIFIED_ALARMS = Counter(
     "carewatch_ingest_unverified_alarms",
     "alarm events let through from devices the registry could not be asked about",
 )
+RETAINED_SKIPPED = Counter(
+    "carewatch_ingest_retained_skipped",
+    "retained messages the broker sent on subscribing, acknowledged and not used",
+)
 ACKED = Counter("carewatch_ingest_acked", "MQTT messages acknowledged after the Kafka write")
 PRODUCE_RETRIES = Counter("carewatch_ingest_produce_retries", "Kafka writes retried after failure")
 INFLIGHT = Gauge("carewatch_ingest_inflight", "MQTT messages received but not yet acknowledged")

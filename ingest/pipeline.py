@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -36,6 +35,8 @@ from ingest.acks import AckSequencer, Delivery
 from ingest.directory import DeviceDirectory, RegistryUnavailable
 from ingest.dlq import Reject, dlq_record
 from ingest.work_queue import WorkQueue
+from plumbing.backoff import Backoff
+from plumbing.component import Component
 from plumbing.kafka import ALARMS_TOPIC, DLQ_TOPIC, EVENTS_TOPIC, make_producer, topic_exists
 from plumbing.mqtt import MqttClient
 
@@ -60,7 +61,7 @@ _Route = tuple[Codec | None, str | None]
 _Received = tuple[Delivery, datetime, float, _Route]
 
 
-class Ingest:
+class Ingest(Component):
     def __init__(
         self,
         *,
@@ -76,7 +77,9 @@ class Ingest:
         device_burst: float = 60.0,
         max_ahead_s: float = 300.0,
         codecs: Iterable[Codec] | None = None,
+        drain_timeout: float = 15.0,
     ) -> None:
+        super().__init__(name="ingest")
         self._codecs = list(codecs if codecs is not None else CODECS.values())
         self._max_payload = max_payload_bytes
         self._directory = DeviceDirectory(database_url=database_url)
@@ -98,39 +101,30 @@ class Ingest:
             ),
             on_message=self._on_message,
             manual_ack=True,
+            skip_retained=True,
         )
         self._acks = AckSequencer(self._ack)
         self._queue: WorkQueue[_Received] = WorkQueue()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._drain_timeout = drain_timeout
         self._accepting = False
-        self._process_task: asyncio.Task[None] | None = None
 
     @property
     def directory(self) -> DeviceDirectory:
         return self._directory
 
-    @property
-    def done(self) -> asyncio.Future[None]:
-        """Completes only if processing crashed (or after stop)."""
-        assert self._process_task is not None
-        return self._process_task
-
     # -- lifecycle ---------------------------------------------------------------
 
-    async def start(self) -> None:
-        try:
-            await self._directory.start()
-            self._producer = make_producer(self._kafka_bootstrap)
-            await self._producer.start()
-            self._alarm_copies = await self._alarm_topic_exists()
-            self._accepting = True
-            self._process_task = self._spawn(self._process_loop(), "ingest-process")
-            await self._mqtt.start()
-        except BaseException:
-            await self.stop()  # nothing half-started may outlive a failed start
-            raise
+    async def _open(self) -> None:
+        await self._directory.start()
+        self._producer = make_producer(self._kafka_bootstrap)
+        await self._producer.start()
+        self._alarm_copies = await self._alarm_topic_exists()
+        self._accepting = True
+        # Not restarted: messages it held would never be acked. The process stops instead.
+        self.supervise("process", self._process_loop, restart=False)
+        await self._mqtt.start()
         log.info("ingest started", extra={"codecs": [c.name for c in self._codecs]})
 
     async def _alarm_topic_exists(self) -> bool:
@@ -147,38 +141,31 @@ class Ingest:
         )
         return False
 
-    async def stop(self, drain_timeout: float = 15.0) -> None:
+    async def _close(self) -> None:
         """Stop taking messages, finish (and ack) those in flight, then disconnect."""
-        if not self._accepting and self._producer is None:
-            return
         self._accepting = False
         try:
-            await asyncio.wait_for(self._idle.wait(), drain_timeout)
+            await asyncio.wait_for(self._idle.wait(), self._drain_timeout)
         except TimeoutError:
             log.warning(
                 "ingest drain timed out; unacked messages will be redelivered",
                 extra={"pending": len(self._acks)},
             )
         await self._mqtt.stop()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.cancel_tasks()
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
         await self._directory.stop()
         log.info("ingest stopped")
 
-    async def __aenter__(self) -> Ingest:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
     def health(self) -> dict[str, Any]:
+        own, directory = super().health(), self._directory.health()
+        ok = own["ok"] and directory["ok"] and self._mqtt.connected and self._producer is not None
         return {
-            "ok": self._mqtt.connected and self._producer is not None,
+            **own,
+            "ok": ok,
+            "directory": directory,
             "mqtt_connected": self._mqtt.connected,
             "registry_connected": self._directory.connected,
             "alarm_lane": self._alarm_copies,
@@ -193,12 +180,23 @@ class Ingest:
             return  # not acked: the broker redelivers it to us or a peer later
         received_at = datetime.now(UTC)
         delivery = self._acks.received(message, generation)
+        if message.retain:
+            self._skip_retained(delivery)
+            return
         self._idle.clear()
         metrics.INFLIGHT.set(len(self._acks))
         route = self._route(message.topic)
         codec = route[0]
         urgent = codec is not None and codec.urgent is not None and codec.urgent(message.payload)
         self._queue.put((delivery, received_at, time.perf_counter(), route), urgent=urgent)
+
+    def _skip_retained(self, delivery: Delivery) -> None:
+        """A message the broker kept and sends because we subscribed (MQTT 3.1.1 brokers,
+        or one not honouring Retain Handling): it was handled when it was published live,
+        and taken again it would raise an old alarm as new. Acked, counted, not used."""
+        metrics.RETAINED_SKIPPED.inc()
+        log.info("retained message skipped", extra={"topic": delivery.message.topic})
+        metrics.ACKED.inc(self._acks.done(delivery))
 
     def _ack(self, message: Any, generation: int) -> bool:
         return self._mqtt.ack(message, generation)
@@ -323,7 +321,7 @@ class Ingest:
         try:
             futures = [await self._producer.send(r.topic, r.value, key=r.key) for r in records]
         except KafkaError as exc:
-            self._spawn(self._retry(delivery, records, started, exc), "ingest-retry")
+            self.spawn("retry", self._retry(delivery, records, started, exc))
             return
         written = asyncio.gather(*futures)
         written.add_done_callback(lambda f: self._written(delivery, records, started, f))
@@ -335,7 +333,7 @@ class Ingest:
             return
         exc = fut.exception()
         if exc is not None:
-            self._spawn(self._retry(delivery, records, started, exc), "ingest-retry")
+            self.spawn("retry", self._retry(delivery, records, started, exc))
             return
         self._count(records)
         metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)
@@ -349,12 +347,11 @@ class Ingest:
     ) -> None:
         """Write again until Kafka takes it. The records already written become duplicates
         with the same event ids, which storage and alerting drop."""
-        cap = 0.2
+        backoff = Backoff(first=0.2, cap=10.0)
         while True:
             metrics.PRODUCE_RETRIES.inc()
             log.warning("kafka write failed; retrying", extra={"error": repr(exc)})
-            await asyncio.sleep(random.uniform(0, cap))
-            cap = min(cap * 2, 10.0)
+            await backoff.wait()
             assert self._producer is not None
             try:
                 futures = [await self._producer.send(r.topic, r.value, key=r.key) for r in records]
@@ -374,19 +371,6 @@ class Ingest:
                 metrics.labelled(metrics.EVENTS, r.label).inc()
             elif r.topic == DLQ_TOPIC:
                 metrics.labelled(metrics.REJECTS, r.label).inc()
-
-    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.critical(
-                "ingest task crashed", exc_info=task.exception(), extra={"task": task.get_name()}
-            )
 
 
 def _shared(topic_filter: str, share_group: str) -> str:

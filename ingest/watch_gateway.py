@@ -41,6 +41,7 @@ from devices.codecs.watch_frames import (
 )
 from devices.errors import DecodeError
 from ingest import gateway_metrics as metrics
+from plumbing.component import Component
 from plumbing.mqtt import MqttClient, MqttError
 
 __all__ = ["DEFAULT_PORT", "WatchGateway"]
@@ -67,7 +68,7 @@ class _Connection:
     closing: str | None = None  # why someone else closed it (replaced, shutdown)
 
 
-class WatchGateway:
+class WatchGateway(Component):
     """The TCP server. Shares one started `MqttClient` (the caller owns its lifecycle:
     enter it before the gateway, so the gateway stops, and drains, first)."""
 
@@ -82,6 +83,7 @@ class WatchGateway:
         publish_timeout: float = 30.0,
         drain_timeout: float = 15.0,
     ) -> None:
+        super().__init__(name="watch-gateway")
         self._mqtt = mqtt
         self._host = host
         self._port = port
@@ -95,43 +97,30 @@ class WatchGateway:
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._stopping = False
 
     # -- lifecycle ---------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Listen; safe to call twice."""
-        if self._server is not None:
-            return
-        self._stopping = False
+    async def _open(self) -> None:
         self._server = await asyncio.start_server(self._serve, self._host, self._port)
         log.info("watch gateway listening", extra={"host": self._host, "port": self.port})
 
-    async def stop(self) -> None:
-        """Stop accepting, finish publishes in flight, close connections; safe twice."""
+    async def _close(self) -> None:
+        """Stop accepting, finish publishes in flight, close connections."""
         server, self._server = self._server, None
         if server is None:
             return
-        self._stopping = True
         server.close()
         try:
             await asyncio.wait_for(self._idle.wait(), self._drain_timeout)
         except TimeoutError:
             log.warning("watch gateway drain timed out", extra={"inflight": self._inflight})
         for conn in list(self._by_device.values()):
-            self._close(conn, "shutdown")
+            self._close_connection(conn, "shutdown")
         for task in list(self._handlers):
             task.cancel()
         await asyncio.gather(*self._handlers, return_exceptions=True)
         await server.wait_closed()
         log.info("watch gateway stopped")
-
-    async def __aenter__(self) -> WatchGateway:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     @property
     def port(self) -> int:
@@ -144,6 +133,7 @@ class WatchGateway:
     def health(self) -> dict[str, Any]:
         listening = self._server is not None and self._server.is_serving()
         return {
+            **super().health(),
             "ok": listening and self._mqtt.connected,
             "listening": listening,
             "mqtt_connected": self._mqtt.connected,
@@ -234,7 +224,7 @@ class WatchGateway:
             closing = self._admit(conn, frame)
             if closing is not None:
                 return closing
-        if self._stopping:
+        if self.stopping:
             return "shutdown"  # not published, not acknowledged: the watch sends it again
         self._begin()
         try:
@@ -289,7 +279,7 @@ class WatchGateway:
         conn.device_id, conn.maker, conn.indexed = frame.device_id, frame.maker, bool(frame.index)
         old = self._by_device.get(frame.device_id)
         if old is not None:
-            self._close(old, "replaced")
+            self._close_connection(old, "replaced")
         self._by_device[frame.device_id] = conn
         log.info("watch connected", extra={"peer": conn.peer, "device_id": conn.device_id})
 
@@ -305,7 +295,7 @@ class WatchGateway:
             self._idle.set()
 
     @staticmethod
-    def _close(conn: _Connection, reason: str) -> None:
+    def _close_connection(conn: _Connection, reason: str) -> None:
         conn.closing = conn.closing or reason
         conn.writer.close()  # its reader sees EOF; its handler ends and counts `closing`
 

@@ -1,30 +1,57 @@
-"""A consumer-group loop over the events topic that commits only after its handler succeeds.
+"""A consumer-group loop over one Kafka topic that commits only after its handler succeeds.
 
-The handler gets a batch of decoded events and must be idempotent on `event_id`: after a
-crash or a rebalance the uncommitted tail of a partition is delivered again. A failing
-handler is retried on the same batch (with backoff) until it succeeds or the process stops;
-a batch is never skipped, so a database outage delays alerts but loses none.
+Records are decoded by the caller's `decode` (the canonical `Event` for the events topic,
+an alert change for carewatch.alerts.v1, ...), and the handler gets them in batches. It
+must be idempotent: after a crash or a rebalance the uncommitted tail of a partition is
+delivered again, and a batch may be applied again in parts (below).
+
+What happens when a batch fails depends on why:
+- the database (or another service) is unavailable (plumbing.db.UNAVAILABLE): the batch is
+  retried, with backoff, for as long as that lasts; nothing is skipped, so an outage delays
+  alerts but loses none;
+- anything else (a string PostgreSQL refuses, a date no arithmetic survives, a bug): after
+  `attempts` tries the batch is split in halves, each applied on its own, down to the
+  record that fails alone. That record is poison: retrying cannot help, and holding its
+  partition would hold every later record of its devices, SOS presses included.
+
+Poison (a record that cannot be decoded, or cannot be applied) goes to the `on_poison`
+hook, the one place that decides what happens to it (in the processes: the dead-letter
+topic, plumbing.dead_letters; by default: logged and counted), and the partition moves on.
+
+A worker that stops making progress (one batch in hand for longer than `stall_after_s`)
+turns its health to not ok and shows in `carewatch_worker_batch_age_seconds`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
-from pydantic import ValidationError
+from prometheus_client import Counter, Gauge, Histogram
 
-from alerts import metrics
-from devices.events import Event, event_from_json
-from plumbing.kafka import EVENTS_TOPIC, make_consumer
+from plumbing.backoff import Backoff
+from plumbing.component import Component
+from plumbing.db import UNAVAILABLE
+from plumbing.kafka import make_consumer
 
-__all__ = ["YIELD_EVERY", "Batch", "BatchConsumer", "Handler", "Positions"]
+__all__ = [
+    "UNAPPLIABLE",
+    "UNDECODABLE",
+    "YIELD_EVERY",
+    "Batch",
+    "BatchConsumer",
+    "Decoder",
+    "Handler",
+    "PoisonHook",
+    "Positions",
+    "log_poison",
+]
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +60,85 @@ log = logging.getLogger(__name__)
 # should not wait for a whole batch of ordinary events to be decoded and evaluated.
 YIELD_EVERY = 200
 
+CONSUMED = Counter("carewatch_worker_records", "Kafka records consumed", ["worker"])
+BAD_RECORDS = Counter(
+    "carewatch_worker_bad_records", "records that could not be decoded (poison)", ["worker"]
+)
+BATCH_SIZE = Histogram(
+    "carewatch_worker_batch_size",
+    "records per handled batch",
+    ["worker"],
+    buckets=(1, 10, 50, 100, 500, 1000, 2500, 5000, 10000),
+)
+BATCH_SECONDS = Histogram("carewatch_worker_batch_seconds", "time to handle one batch", ["worker"])
+BATCH_RETRIES = Counter(
+    "carewatch_worker_batch_retries", "batches retried after an error", ["worker"]
+)
+BATCH_SPLITS = Counter(
+    "carewatch_worker_batch_splits", "failing batches split to find a poison record", ["worker"]
+)
+BATCH_AGE = Gauge(
+    "carewatch_worker_batch_age_seconds",
+    "how long the batch in hand has been waiting to be applied (0: none in hand)",
+    ["worker"],
+)
+
+# Reasons a record is set aside (the `reason` of its dead-letter record).
+UNDECODABLE = "undecodable_record"
+UNAPPLIABLE = "unappliable_record"
+
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
-class Batch:
-    """Decoded events, with where they came from: `partitions[i]` is events[i]'s partition,
-    `offsets` the next offset to read per partition once this batch is done."""
+class Batch(Generic[T]):
+    """Decoded records, with where they came from: `sources[i]` is the record items[i] was
+    decoded from, `offsets` the next offset to read per partition once this batch is done."""
 
-    events: list[Event]
-    partitions: list[int]
+    items: list[T]
+    sources: list[ConsumerRecord]
     offsets: dict[int, int]
 
+    @property
+    def partitions(self) -> list[int]:
+        """`partitions[i]` is items[i]'s partition."""
+        return [record.partition for record in self.sources]
 
-Handler = Callable[[Batch], Awaitable[None]]
+    def halves(self) -> tuple[Batch[T], Batch[T]]:
+        """The first and second half, each with the offsets of what it holds."""
+        middle = len(self.items) // 2
+        return self._part(0, middle), self._part(middle, len(self.items))
+
+    def _part(self, start: int, end: int) -> Batch[T]:
+        sources = self.sources[start:end]
+        offsets: dict[int, int] = {}
+        for record in sources:
+            offsets[record.partition] = max(offsets.get(record.partition, 0), record.offset + 1)
+        return Batch(self.items[start:end], sources, offsets)
+
+
+Decoder = Callable[[bytes], T]
+Handler = Callable[[Batch[T]], Awaitable[None]]
+# (worker name, the record, why it cannot be used, reason: UNDECODABLE or UNAPPLIABLE)
+PoisonHook = Callable[[str, ConsumerRecord, BaseException, str], Awaitable[None]]
+
+
+async def log_poison(
+    worker: str, record: ConsumerRecord, error: BaseException, reason: str
+) -> None:
+    """The default poison policy: say loudly which record was skipped and why."""
+    BAD_RECORDS.labels(worker).inc()
+    log.error(
+        "record skipped",
+        extra={
+            "worker": worker,
+            "reason": reason,
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "error": str(error)[:300],
+        },
+    )
 
 
 class Positions(Protocol):
@@ -60,70 +154,68 @@ class Positions(Protocol):
     async def revoked(self, partitions: set[int]) -> None: ...
 
 
-class BatchConsumer:
+class BatchConsumer(Component, Generic[T]):
+    """Reads `topic` in `group_id`, hands decoded batches to `handler`, commits after it.
+
+    Its loop may not restart after an unexpected exception (supervision fails the process
+    instead): records fetched but not committed would be skipped by a restarted loop.
+    """
+
     def __init__(
         self,
         *,
         name: str,
         bootstrap: str,
         group_id: str,
-        handler: Handler,
+        topic: str,
+        decode: Decoder[T],
+        handler: Handler[T],
         max_records: int = 5000,
-        topic: str = EVENTS_TOPIC,
         positions: Positions | None = None,
         urgent: bool = False,
+        on_poison: PoisonHook = log_poison,
+        attempts: int = 3,
+        stall_after_s: float = 120.0,
+        stop_timeout: float = 15.0,
     ) -> None:
-        self._name = name
+        super().__init__(name=name)
         self._bootstrap = bootstrap
         self._group_id = group_id
         self._topic = topic
+        self._decode_one = decode
         self._handler = handler
         self._max_records = max_records
         self._positions = positions
         self._urgent = urgent  # fetch for latency rather than throughput (make_consumer)
+        self._on_poison = on_poison
+        self._attempts = attempts
+        self._stall_after_s = stall_after_s
+        self._stop_timeout = stop_timeout
+        self._in_hand_since: float | None = None  # monotonic time the batch in hand arrived
         # With `positions`: where each assigned partition's records start to count. aiokafka
         # starts fetching before the rebalance listener has loaded them, so records of a
         # partition not in here yet are dropped; the listener's seek fetches them again.
         self._start: dict[int, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
         self.batches = 0
 
-    @property
-    def done(self) -> asyncio.Future[None]:
-        """Completes if the loop ends (it only does on stop or on a crash)."""
-        assert self._task is not None
-        return self._task
-
-    async def start(self) -> None:
+    async def _open(self) -> None:
         self._consumer = make_consumer(
             self._bootstrap, group_id=self._group_id, urgent=self._urgent
         )
         await self._consumer.start()
         self._consumer.subscribe([self._topic], listener=_Rebalance(self))
-        self._task = asyncio.create_task(self._run(), name=f"{self._name}-consume")
-        self._task.add_done_callback(self._loop_done)
-        log.info("consuming", extra={"worker": self._name, "group": self._group_id})
+        BATCH_AGE.labels(self.name).set_function(self._batch_age)
+        self.supervise("consume", self._run, restart=False)
+        log.info("consuming", extra={"worker": self.name, "group": self._group_id})
 
-    async def stop(self, timeout: float = 15.0) -> None:
+    async def _close(self) -> None:
         """Finish the batch in hand (and commit it), then leave the group."""
-        self._stopping = True
-        if self._task is not None and not self._task.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), timeout)
-            except TimeoutError:
-                self._task.cancel()
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
-
-    async def __aenter__(self) -> BatchConsumer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+        await self.finish_tasks(self._stop_timeout)
+        await self.cancel_tasks()
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
 
     async def lag(self) -> int | None:
         """Records in the assigned partitions not yet fetched (None while unknown)."""
@@ -143,13 +235,20 @@ class BatchConsumer:
         return total
 
     def health(self) -> dict[str, Any]:
-        ok = self._task is not None and not self._task.done()
         assigned = self._consumer.assignment() if self._consumer else set()
-        return {"ok": ok, "partitions": len(assigned), "batches": self.batches}
+        doc = {**super().health(), "partitions": len(assigned), "batches": self.batches}
+        age = self._batch_age()
+        if age > self._stall_after_s:
+            doc.update(ok=False, stalled_s=round(age, 1))
+        return doc
+
+    def _batch_age(self) -> float:
+        since = self._in_hand_since
+        return 0.0 if since is None else time.monotonic() - since
 
     async def _run(self) -> None:
         assert self._consumer is not None
-        while not self._stopping:
+        while not self.stopping:
             batch = await self._consumer.getmany(timeout_ms=200, max_records=self._max_records)
             if self._positions is not None:
                 batch = self._positioned(batch)
@@ -157,8 +256,12 @@ class BatchConsumer:
                 continue
             records = [r for part in batch.values() for r in part]
             offsets = {tp.partition: part[-1].offset + 1 for tp, part in batch.items()}
-            if await self._handle(await self._decode(records, offsets)):
-                await self._commit(batch)
+            self._in_hand_since = time.monotonic()
+            try:
+                if await self._apply(await self._decode(records, offsets)):
+                    await self._commit(batch)
+            finally:
+                self._in_hand_since = None
 
     def _positioned(
         self, batch: dict[TopicPartition, list[ConsumerRecord]]
@@ -173,49 +276,62 @@ class BatchConsumer:
                     kept[tp] = records
         return kept
 
-    async def _decode(self, records: list[ConsumerRecord], offsets: dict[int, int]) -> Batch:
-        events, partitions = [], []
+    async def _decode(self, records: list[ConsumerRecord], offsets: dict[int, int]) -> Batch[T]:
+        items: list[T] = []
+        sources: list[ConsumerRecord] = []
         for n, record in enumerate(records, 1):
             if n % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # let the process's other consumers run
             try:
-                events.append(event_from_json(record.value))
-                partitions.append(record.partition)
-            except ValidationError as exc:
-                # Only ingest writes this topic; a bad record is a bug elsewhere. Skip it
-                # loudly rather than block the partition behind it.
-                metrics.BAD_RECORDS.labels(self._name).inc()
-                log.error(
-                    "not a canonical event",
-                    extra={
-                        "worker": self._name,
-                        "partition": record.partition,
-                        "offset": record.offset,
-                        "error": str(exc)[:300],
-                    },
-                )
-        metrics.CONSUMED.labels(self._name).inc(len(records))
-        return Batch(events, partitions, offsets)
+                items.append(self._decode_one(record.value))
+                sources.append(record)
+            except Exception as exc:  # a decoder is pure: it raises only on bad input
+                await self._on_poison(self.name, record, exc, UNDECODABLE)
+        CONSUMED.labels(self.name).inc(len(records))
+        return Batch(items, sources, offsets)
 
-    async def _handle(self, batch: Batch) -> bool:
-        """Run the handler until it succeeds (True) or we are told to stop (False)."""
-        cap = 0.2
+    async def _apply(self, batch: Batch[T]) -> bool:
+        """Apply the batch, setting aside what cannot be applied; False if told to stop
+        before it was done (nothing is committed then: it is read again)."""
+        error = await self._retrying(batch)
+        if error is None:
+            return True
+        if self.stopping:
+            return False
+        if len(batch.items) == 1:
+            await self._on_poison(self.name, batch.sources[0], error, UNAPPLIABLE)
+            return True
+        BATCH_SPLITS.labels(self.name).inc()
+        log.warning(
+            "batch keeps failing; applying it in halves to find the record that fails",
+            extra={"worker": self.name, "records": len(batch.items), "error": repr(error)},
+        )
+        first, second = batch.halves()
+        return await self._apply(first) and await self._apply(second)
+
+    async def _retrying(self, batch: Batch[T]) -> BaseException | None:
+        """Run the handler until it succeeds (None), the process stops, or it has failed
+        `attempts` times for a reason other than an unavailable service (the error)."""
+        backoff = Backoff(first=0.2, cap=10.0)
+        failures = 0
         while True:
             started = time.perf_counter()
             try:
                 await self._handler(batch)
-            except Exception:
-                metrics.BATCH_RETRIES.labels(self._name).inc()
-                log.exception("batch failed; retrying", extra={"worker": self._name})
-                if self._stopping:
-                    return False  # uncommitted: redelivered to whoever takes the partitions
-                await asyncio.sleep(random.uniform(0, cap))
-                cap = min(cap * 2, 10.0)
+            except Exception as exc:
+                BATCH_RETRIES.labels(self.name).inc()
+                failures += 0 if isinstance(exc, UNAVAILABLE) else 1
+                log.warning(
+                    "batch failed", exc_info=True, extra={"worker": self.name, "tries": failures}
+                )
+                if self.stopping or failures >= self._attempts:
+                    return exc
+                await backoff.wait()
                 continue
-            metrics.BATCH_SECONDS.labels(self._name).observe(time.perf_counter() - started)
-            metrics.BATCH_SIZE.labels(self._name).observe(len(batch.events))
+            BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+            BATCH_SIZE.labels(self.name).observe(len(batch.items))
             self.batches += 1
-            return True
+            return None
 
     async def _commit(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         assert self._consumer is not None
@@ -225,19 +341,13 @@ class BatchConsumer:
         except (CommitFailedError, KafkaError) as exc:
             # A rebalance took the partitions; their new owner re-reads from the last
             # commit, which is safe because handlers are idempotent.
-            log.warning("commit failed", extra={"worker": self._name, "error": repr(exc)})
-
-    def _loop_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.critical(
-                "consumer loop crashed", exc_info=task.exception(), extra={"worker": self._name}
-            )
+            log.warning("commit failed", extra={"worker": self.name, "error": repr(exc)})
 
 
 class _Rebalance(ConsumerRebalanceListener):
     """Hands partition changes to the handler's `Positions`, and resumes where it says."""
 
-    def __init__(self, owner: BatchConsumer) -> None:
+    def __init__(self, owner: BatchConsumer[Any]) -> None:
         self._owner = owner
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
@@ -256,7 +366,7 @@ class _Rebalance(ConsumerRebalanceListener):
         for tp, start in starts.items():
             consumer.seek(tp, start)
             owner._start[tp.partition] = start
-        log.info("partitions assigned", extra={"worker": self._owner._name,
+        log.info("partitions assigned", extra={"worker": self._owner.name,
                  "partitions": sorted(tp.partition for tp in assigned)})  # fmt: skip
 
     async def _starts_retrying(
@@ -265,19 +375,18 @@ class _Rebalance(ConsumerRebalanceListener):
         """Where each partition starts, asking again until the answer comes. aiokafka only
         logs a listener's exception, and a partition whose start is unknown is never
         applied: giving up would stall its SOS events for good, silently."""
-        delay = 0.2
+        backoff = Backoff(first=0.2, cap=10.0)
         while True:
             try:
                 return await _starts(positions, consumer, assigned)
             except Exception as exc:  # the database or the broker is away: wait for it
-                if self._owner._stopping:
+                if self._owner.stopping:
                     return {}
                 log.warning(
                     "cannot load the assigned partitions' positions; retrying",
-                    extra={"worker": self._owner._name, "error": repr(exc), "in_s": delay},
+                    extra={"worker": self._owner.name, "error": repr(exc)},
                 )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                await backoff.wait()
 
 
 async def _starts(

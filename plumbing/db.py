@@ -15,7 +15,16 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-__all__ = ["DatabaseError", "connect_pool", "migrate", "migrations", "run_on_connection"]
+from plumbing.redact import redact_url
+
+__all__ = [
+    "UNAVAILABLE",
+    "DatabaseError",
+    "connect_pool",
+    "migrate",
+    "migrations",
+    "run_on_connection",
+]
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +34,20 @@ _NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
 
 class DatabaseError(Exception):
     """PostgreSQL could not be reached or refused the schema."""
+
+
+# Errors that say the database cannot be used right now (down, restarting, out of
+# connections, the connection lost), not that the work is wrong: wait and try again, for
+# as long as it takes, and never take them as a sign that a record is bad.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    DatabaseError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,
+)
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -77,11 +100,7 @@ async def connect_pool(
             await conn.close()
         return await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=init)
     except (OSError, asyncpg.PostgresError) as exc:
-        raise DatabaseError(f"PostgreSQL at {_redact(url)}: {exc}") from exc
-
-
-def _redact(url: str) -> str:
-    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+        raise DatabaseError(f"PostgreSQL at {redact_url(url)}: {exc}") from exc
 
 
 T = TypeVar("T")

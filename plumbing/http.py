@@ -16,6 +16,8 @@ import orjson
 import uvicorn
 from prometheus_client import make_asgi_app
 
+from plumbing.component import Component
+
 __all__ = ["HealthServer"]
 
 log = logging.getLogger(__name__)
@@ -29,10 +31,11 @@ class _Server(uvicorn.Server):
         yield
 
 
-class HealthServer:
+class HealthServer(Component):
     """Serves Prometheus metrics and a JSON health document (503 while not ok)."""
 
     def __init__(self, *, host: str, port: int, health: Health) -> None:
+        super().__init__(name="http")
         self._health = health
         self._metrics = make_asgi_app()
         config = uvicorn.Config(
@@ -45,35 +48,25 @@ class HealthServer:
             interface="asgi3",
         )
         self._server = _Server(config)
-        self._task: asyncio.Task[None] | None = None
 
     @property
     def port(self) -> int:
         (server,) = self._server.servers
         return int(server.sockets[0].getsockname()[1])
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._server.serve(), name="http")
+    async def _open(self) -> None:
+        # If the server dies, the process must not run on unobservable: it fails loudly.
+        task = self.supervise("serve", self._server.serve, restart=False)
         while not self._server.started:
-            if self._task.done():
-                self._task.result()  # raises: e.g. the port is taken
+            if task.done():
+                task.result()  # raises: e.g. the port is taken
                 raise RuntimeError("metrics server stopped while starting")
             await asyncio.sleep(0.01)
         log.info("serving /metrics and /healthz", extra={"port": self.port})
 
-    async def stop(self) -> None:
-        if self._task is None:
-            return
+    async def _close(self) -> None:
         self._server.should_exit = True
-        await self._task
-        self._task = None
-
-    async def __aenter__(self) -> HealthServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+        await self.finish_tasks(10.0)
 
     async def _app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 from aiokafka.partitioner import DefaultPartitioner
@@ -16,6 +16,7 @@ __all__ = [
     "EVENTS_TOPIC",
     "CachedPartitioner",
     "ensure_topics",
+    "group_lag",
     "make_consumer",
     "make_producer",
     "topic_exists",
@@ -130,3 +131,31 @@ def make_consumer(bootstrap: str, *, group_id: str, urgent: bool = False) -> AIO
         fetch_max_wait_ms=5 if urgent else 200,
         fetch_min_bytes=1 if urgent else 256 * 1024,
     )
+
+
+async def group_lag(bootstrap: str, group_id: str, topic: str) -> int:
+    """Records of `topic` written but not yet committed by `group_id` (a group that has
+    committed nothing counts from the start of each partition)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="carewatch-admin")
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await admin.start()
+    try:
+        await consumer.start()
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not partitions:
+            await consumer.topics()  # metadata not fetched yet
+            partitions = [
+                TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()
+            ]
+        ends = await consumer.end_offsets(partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        committed = await admin.list_consumer_group_offsets(group_id, partitions=partitions)
+    finally:
+        await consumer.stop()
+        await admin.close()
+    lag = 0
+    for tp in partitions:
+        done = committed.get(tp)
+        position = done.offset if done is not None and done.offset >= 0 else starts[tp]
+        lag += max(0, ends[tp] - position)
+    return lag

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -25,6 +24,10 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from plumbing.backoff import Backoff
+from plumbing.component import Component
 
 __all__ = ["MqttClient", "MqttError", "MqttTarget", "parse_mqtt_url", "with_login"]
 
@@ -66,7 +69,7 @@ def with_login(url: str, username: str, secret: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-class MqttClient:
+class MqttClient(Component):
     """One MQTT connection, reconnecting with full-jitter backoff until `stop()`.
 
     Subscriptions are (re)made on every connect. With `manual_ack`, `on_message` receives
@@ -86,7 +89,9 @@ class MqttClient:
         manual_ack: bool = False,
         keepalive: int = 30,
         max_pending_publishes: int = 1000,
+        skip_retained: bool = False,
     ) -> None:
+        super().__init__(name=f"mqtt:{client_id}")
         self._target = parse_mqtt_url(url)
         self._client_id = client_id
         self._v5 = protocol == "5"
@@ -95,6 +100,9 @@ class MqttClient:
         self._subscriptions = subscriptions
         self._on_message = on_message
         self._manual_ack = manual_ack
+        # MQTT 5 Retain Handling 2: the broker sends no stored retained message when we
+        # subscribe (ingest would replay an old SOS as new after every reconnect).
+        self._skip_retained = skip_retained
         self._keepalive = keepalive
         # Bounds paho's packet ids in use (they wrap at 65,535) and the memory of a burst.
         self._max_pending = max_pending_publishes
@@ -102,36 +110,35 @@ class MqttClient:
         self._pending_publishes: dict[int, asyncio.Future[None]] = {}
         self._client: paho.Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._reconnecting: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._first_connack: asyncio.Future[None] | None = None
-        self._stopping = False
+        self._connect_timeout = 10.0
         self.generation = 0
 
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self, timeout: float = 10.0) -> None:
         """Connect and subscribe; raise MqttError if the first connection fails."""
+        self._connect_timeout = timeout
+        await super().start()
+
+    async def _open(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._client = self._make_client()
         self._first_connack = self._loop.create_future()
-        self._connect()
         try:
-            await asyncio.wait_for(self._first_connack, timeout)
+            self._connect()
+            await asyncio.wait_for(self._first_connack, self._connect_timeout)
         except TimeoutError as exc:
-            await self.stop()
             raise MqttError(f"no CONNACK from {self._target.host}:{self._target.port}") from exc
-        except MqttError:
-            await self.stop()
-            raise
-        self._spawn(self._misc_loop(), "mqtt-misc")
+        except OSError as exc:
+            raise MqttError(f"cannot reach {self._target.host}:{self._target.port}: {exc}") from exc
+        self.supervise("misc", self._misc_loop, restart=True)
 
-    async def stop(self) -> None:
-        """Disconnect cleanly; safe to call twice."""
-        self._stopping = True
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+    async def _close(self) -> None:
+        """Disconnect cleanly."""
+        await self.cancel_tasks()
         client, self._client = self._client, None
         if client is not None and client.is_connected():
             client.disconnect()
@@ -143,13 +150,6 @@ class MqttClient:
                 fut.set_exception(MqttError("client stopped before the broker acknowledged"))
         self._pending_publishes.clear()
         self._connected.clear()
-
-    async def __aenter__(self) -> MqttClient:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     @property
     def connected(self) -> bool:
@@ -167,12 +167,14 @@ class MqttClient:
         self._client.ack(message.mid, message.qos)
         return True
 
-    async def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
+    async def publish(
+        self, topic: str, payload: bytes, qos: int = 1, *, retain: bool = False
+    ) -> None:
         """Publish and, for QoS 1, return once the broker has acknowledged it."""
         async with self._publish_slots:
             await self._connected.wait()
             assert self._client is not None and self._loop is not None
-            info = self._client.publish(topic, payload, qos=qos)
+            info = self._client.publish(topic, payload, qos=qos, retain=retain)
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 raise MqttError(f"publish to {topic} failed: {paho.error_string(info.rc)}")
             if qos == 0:
@@ -216,6 +218,11 @@ class MqttClient:
             props.ReceiveMaximum = self._receive_maximum
         return props
 
+    def _subscribe_options(self) -> SubscribeOptions:
+        if self._v5 and self._skip_retained:
+            return SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
+        return SubscribeOptions(qos=1)
+
     def _connect(self) -> None:
         """Start a TCP connect + CONNECT; the CONNACK arrives through the loop."""
         assert self._client is not None
@@ -253,7 +260,7 @@ class MqttClient:
             return
         self.generation += 1
         for topic in self._subscriptions:
-            client.subscribe(topic, qos=1)
+            client.subscribe(topic, options=self._subscribe_options())
         self._connected.set()
         if first is not None and not first.done():
             first.set_result(None)
@@ -261,11 +268,11 @@ class MqttClient:
 
     def _on_disconnect(self, _c: paho.Client, _ud: Any, _flags: Any, reason: Any, _p: Any) -> None:
         self._connected.clear()
-        if self._stopping:
+        if self.stopping:
             return
         log.warning("mqtt connection lost", extra={"reason": str(reason)})
-        if not any(t.get_name() == "mqtt-reconnect" for t in self._tasks):
-            self._spawn(self._reconnect_loop(), "mqtt-reconnect")
+        if self._reconnecting is None or self._reconnecting.done():
+            self._reconnecting = self.supervise("reconnect", self._reconnect_loop, restart=True)
 
     def _on_publish(self, _c: paho.Client, _ud: Any, mid: int, reason: Any, _p: Any) -> None:
         fut = self._pending_publishes.pop(mid, None)
@@ -284,18 +291,6 @@ class MqttClient:
 
     # -- background tasks --------------------------------------------------------
 
-    def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error(
-                "mqtt task crashed", exc_info=task.exception(), extra={"task": task.get_name()}
-            )
-
     async def _misc_loop(self) -> None:
         """Keepalive pings and dead-connection detection (paho's loop_misc)."""
         while True:
@@ -304,14 +299,15 @@ class MqttClient:
                 self._client.loop_misc()
 
     async def _reconnect_loop(self) -> None:
-        delay_cap, attempt = 0.5, 0
-        while not self._stopping and not self.connected:
-            await asyncio.sleep(random.uniform(0, delay_cap))  # full jitter
-            attempt += 1
+        backoff = Backoff(first=0.5, cap=30.0)
+        while not self.stopping and not self.connected:
+            await backoff.wait()
             try:
                 assert self._client is not None
                 self._client.reconnect()
                 await asyncio.wait_for(self._connected.wait(), 10)
             except (OSError, TimeoutError) as exc:
-                log.warning("mqtt reconnect failed", extra={"attempt": attempt, "error": str(exc)})
-                delay_cap = min(delay_cap * 2, 30.0)
+                log.warning(
+                    "mqtt reconnect failed",
+                    extra={"attempt": backoff.failures, "error": str(exc)},
+                )

@@ -55,16 +55,15 @@ async def _serve(name: str, settings: Settings, build: Build) -> int:
     try:
         async with AsyncExitStack() as stack:
             running = await build(settings, stack)
-            await stack.enter_async_context(
+            http = await stack.enter_async_context(
                 HealthServer(
                     host=settings.metrics_host, port=settings.metrics_port, health=running.health
                 )
             )
             log.info("started", extra={"service": name})
             stopper = asyncio.ensure_future(stop.wait())
-            done, _ = await asyncio.wait(
-                [stopper, *running.watch], return_when=asyncio.FIRST_COMPLETED
-            )
+            watched: list[asyncio.Future[Any]] = [stopper, http.done, *running.watch]
+            done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
             if stopper not in done:
                 status = 1
                 log.critical("a component stopped unexpectedly; shutting down")

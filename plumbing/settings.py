@@ -62,6 +62,15 @@ class Settings(BaseSettings):
     rules_tick_s: float = Field(60.0, gt=0, description="how often the timer rules run")
     telemetry_group: str = "carewatch-telemetry"
     batch_max_records: int = Field(5000, ge=1)
+    reconcile_interval_s: float = Field(
+        60.0, gt=0, description="how often stored alarms are checked for their alerts"
+    )
+    reconcile_grace_s: float = Field(
+        60.0, ge=0, description="how old a stored alarm must be before a missing alert counts"
+    )
+    worker_stall_after_s: float = Field(
+        120.0, gt=0, description="a batch in hand this long makes a worker unhealthy"
+    )
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(0, ge=0, le=65535, description="0 = any free port (logged)")
     log_level: str = "INFO"

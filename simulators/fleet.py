@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from plumbing.mqtt import MqttClient, MqttError, with_login
+from plumbing.redact import redact_url
 from simulators.behaviours import CallButton, Device, Watch
 from simulators.lorawan_fleet import DoorSensor, LoraButton, LoraUplink, SharedLink, dev_eui
 from simulators.native import Encoder, Message
@@ -290,7 +291,7 @@ async def run_fleet(
             "seed": seed,
             "speed": round(fleet.speed, 3),
             "mix": dict(Counter(kind for kind, _ in plan)),
-            "mqtt_url": _redact(mqtt_url),
+            "mqtt_url": redact_url(mqtt_url),
         },
     )
     if lorawan is not None:
@@ -516,9 +517,3 @@ async def _sleep_until(at: float, halt: asyncio.Event) -> bool:
             async with asyncio.timeout(delay):
                 await halt.wait()
     return halt.is_set()
-
-
-def _redact(url: str) -> str:
-    # Logs must not carry the broker password.
-    scheme, sep, rest = url.partition("://")
-    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url

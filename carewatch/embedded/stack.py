@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import asyncpg
 import orjson
@@ -27,6 +27,7 @@ from devices.broker_auth import ensure_service_user, load_accounts, write_auth_f
 from plumbing.db import migrate
 from plumbing.kafka import ensure_topics
 from plumbing.mqtt import with_login
+from plumbing.redact import redact_url
 from plumbing.settings import Settings
 
 __all__ = ["EmbeddedStack"]
@@ -86,7 +87,7 @@ class EmbeddedStack:
     async def _start_postgres(self, data_dir: Path) -> None:
         if self.settings.database_url:
             self.database_url = self.settings.database_url
-            self._described.append(("postgres", f"external {_redact(self.database_url)}"))
+            self._described.append(("postgres", f"external {redact_url(self.database_url)}"))
             return
         postgres = await self._enter(EmbeddedPostgres(data_dir=data_dir))
         self.database_url = postgres.url
@@ -119,7 +120,7 @@ class EmbeddedStack:
             self.mqtt_protocol = self.settings.mqtt_protocol
             # MQTT 5 brokers (mosquitto 2, EMQX, HiveMQ) all have shared subscriptions.
             self.mqtt_shared = self.mqtt_protocol == "5"
-            self._described.append(("mqtt", f"external {_redact(self.mqtt_url)}"))
+            self._described.append(("mqtt", f"external {redact_url(self.mqtt_url)}"))
             return
         auth_dir = data_dir / "auth"
         secrets = await self._write_broker_auth(auth_dir)
@@ -240,12 +241,3 @@ async def _reachable(url: str) -> bool:
         if host and port and await port_open(host, port):
             return True
     return False
-
-
-def _redact(url: str) -> str:
-    """The URL with its password replaced, for printing."""
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))

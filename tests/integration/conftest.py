@@ -24,15 +24,11 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
 
-from alerts.alarm_lane import AlarmLane
-from alerts.consumer import BatchConsumer
-from alerts.outbox import AlertPublisher
-from alerts.resident_config import ResidentConfigs
-from alerts.rule_state import RuleStateStore
 from alerts.rules_worker import RulesWorker
-from alerts.telemetry import TelemetryWriter, prepare_connection
+from alerts.telemetry import prepare_connection
 from carewatch.broker_sync import sync_broker_auth, wait_for_account
 from carewatch.embedded import EmbeddedStack
+from carewatch.processes import RulesParts, rules_parts, telemetry_parts
 from devices import registry
 from devices.broker_auth import ensure_service_user
 from devices.codecs.native import topic_for
@@ -40,7 +36,7 @@ from devices.events import make_event
 from devices.registry import add_device
 from ingest.pipeline import Ingest
 from plumbing.db import connect_pool
-from plumbing.kafka import ALARMS_TOPIC, DLQ_TOPIC, EVENTS_TOPIC
+from plumbing.kafka import DLQ_TOPIC
 from plumbing.mqtt import MqttClient, with_login
 from plumbing.settings import Settings
 from tests.integration.faults import TcpLink
@@ -96,7 +92,6 @@ class Pipeline:
     stack: EmbeddedStack
     db: asyncpg.Pool
     ingest: Ingest
-    publisher: AlertPublisher
     rules: RulesProcess
     registry_link: TcpLink  # between ingest and its registry database
     dlq: list[dict[str, Any]] = field(default_factory=list)
@@ -247,7 +242,10 @@ class Pipeline:
             falls = self.rules.state(device_id).get("alarms", {}).get("falls", [])
             return any(f[1] == fall.event_id for f in falls)
 
-        await eventually(seen_by_rules)
+        # Long enough for a restarted rules process to get its partitions back: tansu
+        # answers each join after ~5 s and keeps a stopped member until its session times
+        # out (10 s), so a restart costs two rounds of joining (~20 s measured).
+        await eventually(seen_by_rules, within=45)
         await eventually(lambda: self._has_fall_row(device_id))
 
     async def _has_fall_row(self, device_id: str) -> bool:
@@ -283,26 +281,15 @@ async def pipeline(stack: EmbeddedStack) -> AsyncIterator[Pipeline]:
     )
     rules_pool = await connect_pool(stack.database_url)
     telemetry_pool = await connect_pool(stack.database_url, init=prepare_connection)
-    publisher = AlertPublisher(
-        database_url=stack.database_url, bootstrap=stack.kafka_bootstrap, client_id=f"test-{run}"
-    )
     rules = RulesProcess(stack=stack, pool=rules_pool, group_id=f"test-rules-{run}")
-    telemetry = BatchConsumer(
-        name="telemetry",
-        bootstrap=stack.kafka_bootstrap,
-        group_id=f"test-telemetry-{run}",
-        handler=TelemetryWriter(pool=telemetry_pool).handle,
+    telemetry = telemetry_parts(
+        _settings(stack, telemetry_group=f"test-telemetry-{run}"), telemetry_pool
     )
     pipeline = Pipeline(
-        stack=stack,
-        db=rules_pool,
-        ingest=ingest,
-        publisher=publisher,
-        rules=rules,
-        registry_link=registry_link,
+        stack=stack, db=rules_pool, ingest=ingest, rules=rules, registry_link=registry_link
     )
     dlq_reader = asyncio.create_task(_collect(stack.kafka_bootstrap, DLQ_TOPIC, pipeline.dlq))
-    async with publisher, telemetry, rules, ingest:
+    async with telemetry.dead_letters, telemetry.consumer, rules, ingest:
         yield pipeline
         for client in pipeline.clients.values():
             await client.stop()
@@ -311,6 +298,12 @@ async def pipeline(stack: EmbeddedStack) -> AsyncIterator[Pipeline]:
     await rules_pool.close()
     await telemetry_pool.close()
     await registry_link.stop()
+
+
+def _settings(stack: EmbeddedStack, **changes: Any) -> Settings:
+    """The stack's settings with its services' addresses and `changes` filled in."""
+    where = {"database_url": stack.database_url, "kafka_bootstrap": stack.kafka_bootstrap}
+    return stack.settings.model_copy(update={**where, **changes})
 
 
 async def _collect(bootstrap: str, topic: str, into: list[dict[str, Any]]) -> None:
@@ -334,51 +327,39 @@ def repo_root() -> Path:
 
 
 class RulesProcess:
-    """The rules worker as the `rules` process composes it, restartable mid-test, with a
-    clock a test can move forward (for the timer rules)."""
+    """The rules process as `carewatch rules` composes it (carewatch.processes.rules_parts),
+    restartable mid-test, with a clock a test can move forward (for the timer rules)."""
 
     def __init__(self, *, stack: EmbeddedStack, pool: asyncpg.Pool, group_id: str) -> None:
         self._stack = stack
         self._pool = pool
         self.group_id = group_id
         self.clock_offset = timedelta(0)
-        self.worker: RulesWorker | None = None
-        self._consumer: BatchConsumer | None = None
-        self._alarm_lane: BatchConsumer | None = None
-        self._store: RuleStateStore | None = None
-        self._configs: ResidentConfigs | None = None
+        self._parts: RulesParts | None = None
 
     def now(self) -> datetime:
         return datetime.now(UTC) + self.clock_offset
 
+    @property
+    def parts(self) -> RulesParts:
+        assert self._parts is not None, "rules process not started"
+        return self._parts
+
+    @property
+    def worker(self) -> RulesWorker:
+        return self.parts.worker
+
     async def start(self) -> None:
-        self._configs = ResidentConfigs(pool=self._pool, refresh_s=0.5)
-        await self._configs.start()
-        store = self._store = RuleStateStore(
-            pool=self._pool, group_id=self.group_id, topic=EVENTS_TOPIC
-        )
-        self.worker = RulesWorker(
-            pool=self._pool, store=store, configs=self._configs, clock=self.now
-        )
-        self._consumer = BatchConsumer(
-            name="rules", bootstrap=self._stack.kafka_bootstrap, group_id=self.group_id,
-            handler=self.worker.handle, positions=store,
-        )  # fmt: skip
-        await self._consumer.start()
-        self._alarm_lane = BatchConsumer(
-            name="alarms", bootstrap=self._stack.kafka_bootstrap,
-            group_id=f"{self.group_id}-alarms", handler=AlarmLane(pool=self._pool).handle,
-            topic=ALARMS_TOPIC, urgent=True,
-        )  # fmt: skip
-        await self._alarm_lane.start()
+        # Timers run when a test calls tick(), not on their own clock.
+        settings = _settings(self._stack, rules_group=self.group_id, rules_tick_s=3600.0)
+        self._parts = rules_parts(settings, self._pool, clock=self.now, configs_refresh_s=0.5)
+        for component in self._parts.components():
+            await component.start()
 
     async def stop(self) -> None:
-        if self._alarm_lane is not None:
-            await self._alarm_lane.stop()
-        if self._consumer is not None:
-            await self._consumer.stop()
-        if self._configs is not None:
-            await self._configs.stop()
+        if self._parts is not None:
+            for component in reversed(self._parts.components()):
+                await component.stop()
 
     async def restart(self) -> None:
         await self.stop()
@@ -388,22 +369,18 @@ class RulesProcess:
     async def worker_stuck(self) -> AsyncIterator[None]:
         """The rules worker stuck (its state lock held, as by a long batch's write) while
         the alarm lane runs on."""
-        assert self._store is not None
-        async with self._store.lock:
+        async with self.parts.store.lock:
             yield
 
     async def tick(self) -> None:
-        assert self.worker is not None
         await self.worker.tick()
 
     def state(self, device_id: str) -> dict[str, Any]:
         """The rule state the worker has stored for a device ({rule: state})."""
-        assert self._store is not None
-        return self._store.state(device_id)
+        return self.parts.store.state(device_id)
 
     def config_for(self, device_id: str) -> dict[str, Any]:
-        assert self._configs is not None
-        return self._configs.for_device(device_id)
+        return self.parts.configs.for_device(device_id)
 
     async def __aenter__(self) -> RulesProcess:
         await self.start()
