@@ -2,8 +2,10 @@
 
 Starts the embedded services (or uses those given by URL), then the carewatch processes as
 children (each its own OS process, as in production: the workers should not share a GIL
-with ingest), optionally a simulated fleet, shows a live status line, and on Ctrl-C or
-SIGTERM stops everything in reverse order: fleet, ingest (drains and acks), workers
+with ingest), optionally a simulated fleet, shows a live status line, restarts a child
+that dies (carewatch/supervisor.py), and on Ctrl-C or SIGTERM stops everything in reverse
+order: fleet, gateway, ingest (drains and acks), then waits until the workers have read
+everything ingest wrote (the embedded Kafka forgets it when it stops), then the workers
 (commit), then the services.
 """
 
@@ -20,12 +22,19 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 import asyncpg
+from aiokafka.errors import KafkaError
 from prometheus_client.parser import text_string_to_metric_families
 
-from carewatch.embedded.process import ChildProcess, EmbeddedError, free_port, port_open
-from carewatch.embedded.stack import EmbeddedStack
+from carewatch.extras import needs_extra
+from carewatch.supervisor import Supervisor
+from plumbing.http import HealthServer
+from plumbing.kafka import ALARMS_TOPIC, EVENTS_TOPIC, group_lag
 from plumbing.logs import setup_logging
 from plumbing.settings import Settings
+
+with needs_extra("embedded", "carewatch up"):
+    from carewatch.embedded.process import ChildProcess, EmbeddedError, free_port, port_open
+    from carewatch.embedded.stack import EmbeddedStack
 
 __all__ = ["child_env", "run_up", "scrape", "start_services"]
 
@@ -68,8 +77,16 @@ async def _up(settings: Settings, simulate: int) -> int:
             )
             await exits.enter_async_context(fleet)
             children["simulate"] = (fleet, port)
-        _print_table(stack, children, logs, int(env["CAREWATCH_GATEWAY_PORT"]))
-        status = await _watch(stop, stack.database_url, children)
+        # Entered last, so they stop first: no restarts while everything shuts down.
+        processes = {name: child for name, (child, _) in children.items()}
+        supervisor = await exits.enter_async_context(Supervisor(children=processes))
+        health = await exits.enter_async_context(
+            HealthServer(
+                host=settings.metrics_host, port=settings.metrics_port, health=supervisor.health
+            )
+        )
+        _print_table(stack, children, logs, int(env["CAREWATCH_GATEWAY_PORT"]), health.port)
+        status = await _watch(stop, stack.database_url, children, supervisor)
         print("\nstopping…", flush=True)
     print("stopped.")
     return status
@@ -90,10 +107,40 @@ async def start_services(
     env["CAREWATCH_GATEWAY_PORT"] = str(await _gateway_port(gateway_port))
     children: dict[str, tuple[ChildProcess, int]] = {}
     for name in SERVICES:
+        if name == "ingest":
+            # Stops after ingest and before the workers: they read all ingest wrote.
+            exits.push_async_callback(_drain_workers, stack.settings, stack.kafka_bootstrap)
         # Each service logs in to the broker with its role's account.
         url = stack.mqtt_urls.get(_ROLES.get(name, ""), stack.mqtt_url)
         children[name] = await _start_service(exits, name, {**env, "CAREWATCH_MQTT_URL": url}, logs)
     return children
+
+
+async def _drain_workers(settings: Settings, bootstrap: str, within: float = 60.0) -> None:
+    """Wait until the workers have consumed everything ingest wrote (at most `within` s).
+
+    The embedded Kafka keeps records in memory only: what the workers have not read when
+    it stops is gone, acknowledged SOS presses included. Two readings of no lag in a row,
+    because tansu's end offsets can lag a moment behind the last write."""
+    groups = (
+        (settings.telemetry_group, EVENTS_TOPIC),
+        (settings.rules_group, EVENTS_TOPIC),
+        (f"{settings.rules_group}-alarms", ALARMS_TOPIC),
+    )
+    deadline = time.monotonic() + within
+    quiet = 0
+    while quiet < 2:
+        try:
+            lag = sum([await group_lag(bootstrap, group, topic) for group, topic in groups])
+        except KafkaError as exc:
+            log.warning("cannot tell what the workers have left to read: %r", exc)
+            return
+        quiet = quiet + 1 if lag == 0 else 0
+        if time.monotonic() > deadline:
+            log.warning("workers still had %d records to read when time ran out", lag)
+            return
+        await asyncio.sleep(0.25)
+    log.info("the workers have read everything ingest wrote")
 
 
 def _cli(*args: str) -> list[str]:
@@ -161,8 +208,10 @@ def _print_table(
     children: dict[str, tuple[ChildProcess, int]],
     logs: Path,
     gateway_port: int,
+    health_port: int,
 ) -> None:
     print("carewatch is up:")
+    print(f"  {'up':<13} health http://127.0.0.1:{health_port}/healthz (restarts what dies)")
     for service, where in stack.describe():
         print(f"  {service:<13} {where}")
     for name, (_child, port) in children.items():
@@ -173,19 +222,20 @@ def _print_table(
 
 
 async def _watch(
-    stop: asyncio.Event, db_url: str, children: dict[str, tuple[ChildProcess, int]]
+    stop: asyncio.Event,
+    db_url: str,
+    children: dict[str, tuple[ChildProcess, int]],
+    supervisor: Supervisor,
 ) -> int:
-    """Show a status line until stopped; 1 if a child died on its own."""
+    """Show a status line until stopped (children that die are restarted meanwhile)."""
     conn = await asyncpg.connect(db_url)
     tty = sys.stdout.isatty()
     try:
         last_print = 0.0
         while not stop.is_set():
-            dead = [name for name, (child, _) in children.items() if not child.running]
-            if dead:
-                print(f"\n{', '.join(dead)} exited unexpectedly; see its log", flush=True)
-                return 1
-            line = await _status_line(conn, children)
+            line = " · ".join(
+                filter(None, [await _status_line(conn, children), supervisor.summary()])
+            )
             if tty:
                 print("\r" + line.ljust(100), end="", flush=True)
             elif time.monotonic() - last_print > 10:

@@ -143,6 +143,12 @@ class ChildProcess:
             self._close_log()
             raise EmbeddedError(f"{self.name}: cannot run {self.argv[0]}: {exc}") from exc
 
+    async def restart(self) -> None:
+        """Start again (after it exited, or stopping it first), logging to the same file."""
+        await self.stop()
+        self._proc = None
+        await self.start()
+
     async def wait_until(
         self, ready: Callable[[], Awaitable[bool]], *, within: float = 30.0
     ) -> None:

@@ -9,7 +9,9 @@ import signal
 import sys
 import urllib.request
 import uuid
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import orjson
@@ -146,6 +148,25 @@ async def test_up_runs_everything_and_stops_it_all(tmp_path: Path) -> None:
         mine = [a for a in map(orjson.loads, out.splitlines()) if a["device_id"] == device]
         assert [(a["kind"], a["status"]) for a in mine] == [("sos", "open")]
 
+        # A worker killed outright is restarted; the embedded Kafka keeps running, and an
+        # SOS pressed after the crash is alerted (the open alert counts it).
+        health = re.search(r"  up +health (http://\S+/healthz)", table)
+        assert health, table
+        (rules,) = [c for c in children if c.cmdline()[-1:] == ["rules"]]
+        rules.kill()
+        restarted = await eventually(lambda: _restarted(health[1]), within=30)
+        assert restarted["children"]["rules"]["running"] is True
+        assert restarted["children"]["rules"]["last_exit_code"] == -signal.SIGKILL
+        async with MqttClient(url=url, client_id=device, protocol=stack["mqtt_protocol"]) as dev:
+            await dev.publish(topic_for(device), orjson.dumps({"kind": "sos", "msg_id": "2"}))
+        conn = await asyncpg.connect(stack["database_url"])
+        try:
+            query = "SELECT count FROM alerts WHERE device_id = $1 AND kind = 'sos'"
+            await eventually(lambda: _equals(conn.fetchval(query, device), 2), within=60)
+        finally:
+            await conn.close()
+        children = psutil.Process(proc.pid).children(recursive=True)
+
         proc.send_signal(signal.SIGINT)
         rest, _ = await asyncio.wait_for(proc.communicate(), 60)
         assert proc.returncode == 0, rest.decode()
@@ -156,3 +177,14 @@ async def test_up_runs_everything_and_stops_it_all(tmp_path: Path) -> None:
     assert "stopped." in rest.decode()
     assert not (data_dir / "stack.json").exists()
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+async def _restarted(url: str) -> dict[str, Any] | None:
+    """up's health document once it has restarted the rules process, else None."""
+    doc = orjson.loads((await _http(url))[1])
+    rules = doc["children"]["rules"]
+    return doc if rules["restarts_10min"] >= 1 and rules["running"] else None
+
+
+async def _equals(value: Awaitable[object], wanted: object) -> bool:
+    return await value == wanted
