@@ -10,21 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import orjson
 
 from alerts.rules.config import DEFAULTS_PATH, RulesConfig, effective, load_defaults
+from devices.residents import device_rule_configs
 from plumbing.component import Component
 
 __all__ = ["ResidentConfigs"]
 
 log = logging.getLogger(__name__)
-
-_QUERY = """
-SELECT d.device_id, r.resident_id, r.timezone, coalesce(rr.overrides, '{}'::jsonb) AS overrides
-FROM devices d
-JOIN residents r USING (resident_id)
-LEFT JOIN resident_rules rr USING (resident_id)
-"""
 
 
 class ResidentConfigs(Component):
@@ -45,7 +38,7 @@ class ResidentConfigs(Component):
 
     async def load(self) -> None:
         async with self._pool.acquire() as conn:
-            rows = await conn.fetch(_QUERY)
+            rows = await device_rule_configs(conn)
         by_resident: dict[int, dict[str, Any]] = {}
         by_device: dict[str, dict[str, Any]] = {}
         for row in rows:
@@ -54,8 +47,8 @@ class ResidentConfigs(Component):
             by_device[row["device_id"]] = by_resident[row["resident_id"]]
         self._by_device = by_device
 
-    def _resolve(self, row: asyncpg.Record) -> dict[str, Any]:
-        overrides = dict(_json(row["overrides"]))
+    def _resolve(self, row: dict[str, Any]) -> dict[str, Any]:
+        overrides = dict(row["overrides"])
         resident = {"timezone": row["timezone"], **overrides.get("resident", {})}
         try:
             config = effective(self._defaults, {**overrides, "resident": resident})
@@ -78,7 +71,3 @@ class ResidentConfigs(Component):
                 await self.load()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("rule configuration refresh failed", extra={"error": repr(exc)})
-
-
-def _json(value: Any) -> Any:
-    return orjson.loads(value) if isinstance(value, str | bytes) else value

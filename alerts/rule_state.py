@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-__all__ = ["RuleStateStore"]
+__all__ = ["RuleStateStore", "forget_positions", "stored_positions"]
 
 log = logging.getLogger(__name__)
 
@@ -99,3 +99,19 @@ class RuleStateStore:
                 " DO UPDATE SET next_offset = $4, updated_at = now()",
                 [(self._group, self._topic, p, o) for p, o in offsets.items()],
             )
+
+
+async def stored_positions(conn: asyncpg.Connection, group_id: str, topic: str) -> dict[int, int]:
+    """The next offset to read per partition, as a group's worker stored it."""
+    rows = await conn.fetch(
+        "SELECT partition, next_offset FROM consumer_positions WHERE group_id = $1 AND topic = $2",
+        group_id,
+        topic,
+    )
+    return {r["partition"]: r["next_offset"] for r in rows}
+
+
+async def forget_positions(conn: asyncpg.Connection) -> None:
+    """Forget every stored position: the topics they point into are new (an embedded Kafka
+    started afresh), so they would point past their ends and skip their first records."""
+    await conn.execute("DELETE FROM consumer_positions")

@@ -38,10 +38,13 @@ __all__ = [
     "PER_RESIDENT",
     "RULES_ACTOR",
     "acknowledge",
+    "alerts_of_device",
     "apply_decisions",
+    "count_alerts",
     "get_alert",
     "list_alerts",
     "resolve",
+    "sos_opened_at",
     "unalerted_alarms",
 ]
 
@@ -296,3 +299,27 @@ async def unalerted_alarms(
     """The canonical JSON of stored sos/fall events received in [since, until) that raised
     no alert (alerts/reconcile.py), oldest first."""
     return [r["body"] for r in await conn.fetch(_UNALERTED, since, until, limit)]
+
+
+async def alerts_of_device(conn: asyncpg.Connection, device_id: str) -> list[dict[str, Any]]:
+    """Every alert raised for a device, oldest first, with its lifecycle columns."""
+    rows = await conn.fetch(
+        f"SELECT {_FULL} FROM alerts WHERE device_id = $1 ORDER BY alert_id", device_id
+    )
+    return [dict(r) for r in rows]
+
+
+async def count_alerts(conn: asyncpg.Connection, status: str) -> int:
+    """How many alerts have this status (open / acknowledged / resolved)."""
+    count: int = await conn.fetchval("SELECT count(*) FROM alerts WHERE status = $1", status)
+    return count
+
+
+async def sos_opened_at(conn: asyncpg.Connection, device_ids: list[str]) -> dict[str, Any]:
+    """When each device's (first) SOS alert was opened: {device_id: opened_at}."""
+    rows = await conn.fetch(
+        "SELECT device_id, min(opened_at) AS opened_at FROM alerts"
+        " WHERE kind = 'sos' AND device_id = ANY($1) GROUP BY device_id",
+        device_ids,
+    )
+    return {r["device_id"]: r["opened_at"] for r in rows}

@@ -40,6 +40,8 @@ import orjson
 import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from alerts import event_store, store
+from alerts.rule_state import stored_positions
 from carewatch.extras import needs_extra
 from carewatch.simulate import raise_fd_limit, register_fleet
 from devices.codecs.native import topic_for
@@ -231,24 +233,20 @@ async def _sos_latencies(
 ) -> list[float]:
     deadline = time.monotonic() + within
     while True:
-        rows = await pool.fetch(
-            "SELECT device_id, opened_at FROM alerts WHERE kind = 'sos' AND device_id = ANY($1)",
-            list(pressed),
-        )
-        if len(rows) >= len(pressed) or time.monotonic() > deadline:
+        async with pool.acquire() as conn:
+            opened = await store.sos_opened_at(conn, list(pressed))
+        if len(opened) >= len(pressed) or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.2)
-    return [(r["opened_at"].timestamp() - pressed[r["device_id"]]) * 1000 for r in rows]
+    return [(at.timestamp() - pressed[device]) * 1000 for device, at in opened.items()]
 
 
 async def _sos_received(pool: asyncpg.Pool, pressed: dict[str, float]) -> list[float]:
     """Press -> ingest's receive time (the stored event's `received_at`): the part of the
     SOS latency spent before Kafka (publish, broker, ingest's queue)."""
-    rows = await pool.fetch(
-        "SELECT device_id, received_at FROM events WHERE kind = 'sos' AND device_id = ANY($1)",
-        list(pressed),
-    )
-    return [(r["received_at"].timestamp() - pressed[r["device_id"]]) * 1000 for r in rows]
+    async with pool.acquire() as conn:
+        received = await event_store.received_at(conn, list(pressed), "sos")
+    return [(at.timestamp() - pressed[device]) * 1000 for device, at in received.items()]
 
 
 async def _lag(stack: EmbeddedStack, pool: asyncpg.Pool) -> dict[str, int]:
@@ -268,21 +266,15 @@ async def _lag(stack: EmbeddedStack, pool: asyncpg.Pool) -> dict[str, int]:
             telemetry += max(0, ends[tp] - ((await consumer.committed(tp)) or 0))
     finally:
         await consumer.stop()
-    rows = await pool.fetch(
-        "SELECT partition, next_offset FROM consumer_positions WHERE group_id = $1 AND topic = $2",
-        settings.rules_group, EVENTS_TOPIC,
-    )  # fmt: skip
-    done = {r["partition"]: r["next_offset"] for r in rows}
+    async with pool.acquire() as conn:
+        done = await stored_positions(conn, settings.rules_group, EVENTS_TOPIC)
     rules = sum(max(0, ends[tp] - done.get(tp.partition, 0)) for tp in tps)
     return {"telemetry": telemetry, "rules": rules}
 
 
 async def _accounting(pool: asyncpg.Pool, load: LoadGenerator) -> tuple[int, int]:
-    rows = await pool.fetch(
-        "SELECT device_id, count(*) AS n FROM events WHERE device_id = ANY($1) GROUP BY 1",
-        list(load.sent),
-    )
-    stored = {r["device_id"]: r["n"] for r in rows}
+    async with pool.acquire() as conn:
+        stored = await event_store.count_by_device(conn, list(load.sent))
     lost = sum(max(0, acked - stored.get(d, 0)) for d, acked in load.acked.items())
     duplicated = sum(max(0, stored.get(d, 0) - sent) for d, sent in load.sent.items())
     return lost, duplicated

@@ -16,12 +16,13 @@ from typing import Any
 import asyncpg
 
 from alerts.alarm_lane import AlarmLane
+from alerts.event_store import prepare_staging
 from alerts.outbox import AlertPublisher
 from alerts.reconcile import reconcile
 from alerts.resident_config import ResidentConfigs
 from alerts.rule_state import RuleStateStore
 from alerts.rules_worker import TRANSIENT, RulesWorker
-from alerts.telemetry import TelemetryWriter, prepare_connection
+from alerts.telemetry import TelemetryWriter
 from devices.events import Event, event_from_json
 from ingest import gateway_metrics  # noqa: F401 - registers the gateway's metrics
 from ingest.pipeline import Ingest
@@ -250,7 +251,7 @@ def telemetry_parts(settings: Settings, pool: asyncpg.Pool) -> TelemetryParts:
 
 
 async def build_telemetry(settings: Settings, stack: AsyncExitStack) -> Running:
-    pool = await connect_pool(settings.require_database_url(), init=prepare_connection)
+    pool = await connect_pool(settings.require_database_url(), init=prepare_staging)
     stack.push_async_callback(pool.close)
     parts = telemetry_parts(settings, pool)
     for component in parts.components():

@@ -19,7 +19,7 @@ import orjson
 
 from carewatch import rules_cli
 from carewatch.broker_sync import reload_broker, sync_broker_auth
-from devices import registry
+from devices import registry, residents
 from devices.broker_auth import ROLE_TOPICS, ensure_service_user
 from devices.codecs import CODECS
 from devices.errors import RegistryError
@@ -188,7 +188,7 @@ async def _add_resident(
     conn: asyncpg.Connection, args: argparse.Namespace, _settings: Settings
 ) -> int:
     home = _lat_lon(args.home) if args.home else None
-    resident_id = await registry.add_resident(
+    resident_id = await residents.add_resident(
         conn, name=args.name, address=args.address, home=home, timezone=args.timezone
     )
     print(resident_id)

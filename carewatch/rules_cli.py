@@ -17,7 +17,9 @@ from typing import Any
 import orjson
 
 from alerts.rules.config import DEFAULTS_PATH, check
-from plumbing.db import DatabaseError, connect_pool
+from devices import residents
+from devices.errors import RegistryError
+from plumbing.db import DatabaseError, connect_pool, run_on_connection
 from plumbing.settings import ConfigError, Settings
 
 __all__ = ["add_check_parser", "add_configure_parser"]
@@ -71,8 +73,11 @@ def _configure(args: argparse.Namespace, settings: Settings) -> int:
         print("\n".join(problems), file=sys.stderr)
         return 1
     try:
-        asyncio.run(_store(settings.require_database_url(), args.resident_id, overrides))
-    except DatabaseError as exc:
+        run_on_connection(
+            settings.require_database_url(),
+            lambda conn: residents.set_rule_overrides(conn, args.resident_id, overrides),
+        )
+    except (DatabaseError, RegistryError) as exc:
         print(f"carewatch: {exc}", file=sys.stderr)
         return 1
     print(f"resident {args.resident_id}: overrides stored (workers pick them up within 30 s)")
@@ -82,22 +87,8 @@ def _configure(args: argparse.Namespace, settings: Settings) -> int:
 async def _stored_overrides(url: str) -> dict[str, dict[str, Any]]:
     pool = await connect_pool(url, min_size=1, max_size=1)
     try:
-        rows = await pool.fetch("SELECT resident_id, overrides FROM resident_rules")
+        async with pool.acquire() as conn:
+            stored = await residents.rule_overrides(conn)
     finally:
         await pool.close()
-    return {str(r["resident_id"]): orjson.loads(r["overrides"]) for r in rows}
-
-
-async def _store(url: str, resident_id: int, overrides: dict[str, Any]) -> None:
-    pool = await connect_pool(url, min_size=1, max_size=1)
-    try:
-        exists = await pool.fetchval("SELECT 1 FROM residents WHERE resident_id = $1", resident_id)
-        if not exists:
-            raise DatabaseError(f"no resident {resident_id}")
-        await pool.execute(
-            "INSERT INTO resident_rules (resident_id, overrides) VALUES ($1, $2)"
-            " ON CONFLICT (resident_id) DO UPDATE SET overrides = $2, updated_at = now()",
-            resident_id, orjson.dumps(overrides).decode(),
-        )  # fmt: skip
-    finally:
-        await pool.close()
+    return {str(resident): overrides for resident, overrides in stored.items()}

@@ -22,9 +22,10 @@ from typing import Any
 import asyncpg
 import orjson
 
+from alerts import store
 from alerts.rules.config import DEFAULTS_PATH, check
 from carewatch.broker_sync import sync_broker_auth, wait_for_account
-from devices import registry
+from devices import registry, residents
 from devices.codecs.native import topic_for
 from plumbing.db import connect_pool
 from plumbing.mqtt import MqttClient, with_login
@@ -108,13 +109,10 @@ async def _register(pool: asyncpg.Pool, scenario: Scenario, settings: Settings) 
         async with conn.transaction():
             resident = None
             if scenario.resident.overrides:
-                resident = await registry.add_resident(
+                resident = await residents.add_resident(
                     conn, name=f"scenario {scenario.name}", timezone=scenario.resident.timezone
                 )
-                await conn.execute(
-                    "INSERT INTO resident_rules (resident_id, overrides) VALUES ($1, $2)",
-                    resident, orjson.dumps(scenario.resident.overrides).decode(),
-                )  # fmt: skip
+                await residents.set_rule_overrides(conn, resident, scenario.resident.overrides)
             _, secret = await registry.add_device(
                 conn, device_id=device, format="native", resident_id=resident
             )
@@ -140,9 +138,8 @@ async def _check(pool: asyncpg.Pool, scenario: Scenario, device: str, within: fl
     wanted = sorted((e.kind, e.status, e.count) for e in scenario.expect)
     deadline = time.monotonic() + within
     while True:
-        rows = await pool.fetch(
-            "SELECT kind, status, count FROM alerts WHERE device_id = $1", device
-        )
+        async with pool.acquire() as conn:
+            rows = await store.alerts_of_device(conn, device)
         got = sorted((r["kind"], r["status"], r["count"]) for r in rows)
         if got == wanted:
             print(f"{scenario.name}: alerts as expected: {got}")

@@ -25,6 +25,7 @@ import asyncpg
 from aiokafka.errors import KafkaError
 from prometheus_client.parser import text_string_to_metric_families
 
+from alerts import store
 from carewatch.extras import needs_extra
 from carewatch.supervisor import Supervisor
 from plumbing.http import HealthServer
@@ -255,7 +256,7 @@ async def _status_line(
 ) -> str:
     ingest = await asyncio.to_thread(scrape, children["ingest"][1])
     telemetry = await asyncio.to_thread(scrape, children["telemetry"][1])
-    open_alerts = await conn.fetchval("SELECT count(*) FROM alerts WHERE status = 'open'")
+    open_alerts = await store.count_alerts(conn, "open")
     return (
         f"events in {ingest.get('carewatch_ingest_events', 0):.0f}"
         f" · stored {telemetry.get('carewatch_telemetry_rows', 0):.0f}"

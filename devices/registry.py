@@ -1,4 +1,5 @@
-"""The device and resident registry in PostgreSQL: who is watched, by which devices.
+"""The device registry in PostgreSQL: which devices there are, how they speak, whose they
+are (residents: devices/residents.py).
 
 Every device is registered with its format (the codec that decodes it) and, if it logs in
 to the broker itself, an MQTT account: a generated secret, stored only as its hash, shown
@@ -24,7 +25,6 @@ from devices.errors import RegistryError
 __all__ = [
     "Device",
     "add_device",
-    "add_resident",
     "check_clock",
     "get_device",
     "import_csv",
@@ -54,26 +54,6 @@ class Device:
     @property
     def active(self) -> bool:
         return self.status == "active"
-
-
-async def add_resident(
-    conn: asyncpg.Connection,
-    *,
-    name: str,
-    address: str | None = None,
-    home: tuple[float, float] | None = None,
-    timezone: str = "Asia/Shanghai",
-) -> int:
-    lat, lon = home if home is not None else (None, None)
-    try:
-        resident_id: int = await conn.fetchval(
-            "INSERT INTO residents (name, address, home_lat, home_lon, timezone)"
-            " VALUES ($1, $2, $3, $4, $5) RETURNING resident_id",
-            name, address, lat, lon, timezone,
-        )  # fmt: skip
-    except asyncpg.CheckViolationError as exc:
-        raise RegistryError(f"resident {name!r}: {exc.detail or exc}") from exc
-    return resident_id
 
 
 async def add_device(

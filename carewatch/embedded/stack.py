@@ -19,6 +19,7 @@ import asyncpg
 import orjson
 from aiokafka.errors import KafkaError
 
+from alerts.rule_state import forget_positions
 from carewatch.embedded.kafka import EmbeddedKafka
 from carewatch.embedded.mqtt import EmbeddedMqtt
 from carewatch.embedded.postgres import EmbeddedPostgres
@@ -109,7 +110,7 @@ class EmbeddedStack:
         conn = await asyncpg.connect(self.database_url)
         try:
             await migrate(conn)
-            await conn.execute("DELETE FROM consumer_positions")  # see alerts/rule_state.py
+            await forget_positions(conn)
         finally:
             await conn.close()
         self._described.append(("kafka", f"embedded tansu at {kafka.bootstrap}"))

@@ -24,12 +24,13 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
 
+from alerts import event_store, store
+from alerts.event_store import prepare_staging
 from alerts.rules_worker import RulesWorker
-from alerts.telemetry import prepare_connection
 from carewatch.broker_sync import sync_broker_auth, wait_for_account
 from carewatch.embedded import EmbeddedStack
 from carewatch.processes import RulesParts, rules_parts, telemetry_parts
-from devices import registry
+from devices import residents
 from devices.broker_auth import ensure_service_user
 from devices.codecs.native import topic_for
 from devices.events import make_event
@@ -119,11 +120,8 @@ class Pipeline:
         """A new device of a new resident with these rule overrides, once the rules worker
         has them (bad overrides would leave the defaults in place: this would wait)."""
         async with self.db.acquire() as conn:
-            resident = await registry.add_resident(conn, name=name, timezone=timezone)
-            await conn.execute(
-                "INSERT INTO resident_rules (resident_id, overrides) VALUES ($1, $2)",
-                resident, orjson.dumps(overrides).decode(),
-            )  # fmt: skip
+            resident = await residents.add_resident(conn, name=name, timezone=timezone)
+            await residents.set_rule_overrides(conn, resident, overrides)
         device = await self.register(resident_id=resident)
 
         async def configured() -> bool:
@@ -192,16 +190,12 @@ class Pipeline:
         await (await self.client(device_id)).publish(topic_for(device_id), raw)
 
     async def alerts(self, device_id: str) -> list[dict[str, Any]]:
-        rows = await self.db.fetch(
-            "SELECT * FROM alerts WHERE device_id = $1 ORDER BY alert_id", device_id
-        )
-        return [dict(r) for r in rows]
+        async with self.db.acquire() as conn:
+            return await store.alerts_of_device(conn, device_id)
 
     async def events(self, device_id: str) -> list[dict[str, Any]]:
-        rows = await self.db.fetch(
-            "SELECT * FROM events WHERE device_id = $1 ORDER BY ts", device_id
-        )
-        return [dict(r) for r in rows]
+        async with self.db.acquire() as conn:
+            return await event_store.events_of_device(conn, device_id)
 
     async def wait_alert(self, device_id: str, kind: str) -> dict[str, Any]:
         async def probe() -> dict[str, Any] | None:
@@ -249,11 +243,8 @@ class Pipeline:
         await eventually(lambda: self._has_fall_row(device_id))
 
     async def _has_fall_row(self, device_id: str) -> bool:
-        return bool(
-            await self.db.fetchval(
-                "SELECT 1 FROM events WHERE device_id = $1 AND kind = 'fall'", device_id
-            )
-        )
+        async with self.db.acquire() as conn:
+            return await event_store.has_event(conn, device_id, "fall")
 
 
 def _via(url: str, port: int) -> str:
@@ -280,7 +271,7 @@ async def pipeline(stack: EmbeddedStack) -> AsyncIterator[Pipeline]:
         share_group=f"test-{run}" if stack.mqtt_shared else "",
     )
     rules_pool = await connect_pool(stack.database_url)
-    telemetry_pool = await connect_pool(stack.database_url, init=prepare_connection)
+    telemetry_pool = await connect_pool(stack.database_url, init=prepare_staging)
     rules = RulesProcess(stack=stack, pool=rules_pool, group_id=f"test-rules-{run}")
     telemetry = telemetry_parts(
         _settings(stack, telemetry_group=f"test-telemetry-{run}"), telemetry_pool

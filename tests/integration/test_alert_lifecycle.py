@@ -21,7 +21,7 @@ from alerts.errors import AlertError, AlertNotFound, AlertStateError
 from alerts.outbox import AlertPublisher
 from alerts.rules import RaiseAlert, ResolveAlert
 from carewatch.cli import main
-from devices import registry
+from devices import residents
 from plumbing.kafka import ALERTS_TOPIC
 from tests.integration.conftest import Pipeline, eventually
 
@@ -386,7 +386,7 @@ async def test_one_person_has_one_sos_alert_whichever_device_pressed_but_batteri
     pipeline: Pipeline,
 ) -> None:
     async with pipeline.db.acquire() as conn:
-        resident = await registry.add_resident(conn, name="Sun Li")
+        resident = await residents.add_resident(conn, name="Sun Li")
     pendant = await pipeline.register(resident_id=resident)
     watch = await pipeline.register(resident_id=resident)
 

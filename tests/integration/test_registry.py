@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from devices import registry
+from devices import registry, residents
 from devices.credentials import verify_secret
 from devices.errors import RegistryError
 from tests.integration.conftest import Pipeline
@@ -67,7 +67,7 @@ async def test_a_device_id_is_registered_once(pipeline: Pipeline) -> None:
 async def test_csv_import_is_all_or_nothing(pipeline: Pipeline) -> None:
     good, bad = _id(), _id()
     async with pipeline.db.acquire() as conn:
-        resident = await registry.add_resident(conn, name="Wang Fang", home=(31.23, 121.47))
+        resident = await residents.add_resident(conn, name="Wang Fang", home=(31.23, 121.47))
         text = f"device_id,format,model,resident_id\n{good},native,,{resident}\n{bad},nope,,\n"
         with pytest.raises(RegistryError, match="line 3: unknown format"):
             await registry.import_csv(conn, text)

@@ -7,11 +7,10 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import orjson
 import pytest
 
 from carewatch.cli import main
-from devices import registry
+from devices import residents
 from tests.integration.conftest import Pipeline, eventually
 
 pytestmark = pytest.mark.integration
@@ -107,7 +106,7 @@ async def test_resident_overrides_are_validated_before_they_are_stored(
 ) -> None:
     monkeypatch.setenv("CAREWATCH_DATABASE_URL", pipeline.stack.database_url)
     async with pipeline.db.acquire() as conn:
-        resident = await registry.add_resident(conn, name="Zhao Min")
+        resident = await residents.add_resident(conn, name="Zhao Min")
     bad, good = tmp_path / "bad.json", tmp_path / "good.json"
     bad.write_text('{"vitals": {"heart_rat": {"critical_low": 38}}}')
     good.write_text('{"vitals": {"heart_rate": {"critical_low": 38}}}')
@@ -117,10 +116,9 @@ async def test_resident_overrides_are_validated_before_they_are_stored(
 
     assert await asyncio.to_thread(configure, bad) == 1
     assert await asyncio.to_thread(configure, good) == 0
-    stored = await pipeline.db.fetchval(
-        "SELECT overrides FROM resident_rules WHERE resident_id = $1", resident
-    )
-    assert orjson.loads(stored) == {"vitals": {"heart_rate": {"critical_low": 38}}}
+    async with pipeline.db.acquire() as conn:
+        stored = await residents.rule_overrides(conn)
+    assert stored[resident] == {"vitals": {"heart_rate": {"critical_low": 38}}}
     assert await asyncio.to_thread(main, ["rules", "check"]) == 0
 
 

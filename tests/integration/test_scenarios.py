@@ -19,6 +19,7 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from alerts.rule_state import stored_positions
 from carewatch.cli import main
 from plumbing.kafka import EVENTS_TOPIC
 from simulators.scenario import Expected, Scenario, load_scenario, play, scenario_files
@@ -109,11 +110,8 @@ async def _through_rules(pipeline: Pipeline, landed: Landed, device: str, publis
         if len(records) < published:
             return False
         partition, newest = max(records)  # one device, one partition
-        done = await pipeline.db.fetchval(
-            "SELECT next_offset FROM consumer_positions"
-            " WHERE group_id = $1 AND topic = $2 AND partition = $3",
-            group, EVENTS_TOPIC, partition,
-        )  # fmt: skip
+        async with pipeline.db.acquire() as conn:
+            done = (await stored_positions(conn, group, EVENTS_TOPIC)).get(partition)
         return done is not None and done > newest
 
     await eventually(probe)
