@@ -1,14 +1,14 @@
 """`carewatch devices ...` and `carewatch residents add`: the registry from the command line.
 
-Every change that affects who may log in to the broker ends by syncing the broker's
-accounts (carewatch.broker_sync), so a new device can publish, and a disabled one cannot,
-without restarting anything.
+Every change that affects who may log in to the broker ends by changing that account on
+the broker (carewatch/broker_accounts.py), confirmed, so a new device can publish at once,
+and a disabled one cannot, without restarting anything.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -18,12 +18,20 @@ import asyncpg
 import orjson
 
 from carewatch import rules_cli
-from carewatch.broker_sync import reload_broker, sync_broker_auth
+from carewatch.broker_accounts import ADMIN_USER, dynsec_config, enable_accounts, put_accounts
 from devices import registry, residents
-from devices.broker_auth import ROLE_TOPICS, ensure_service_user
+from devices.broker_auth import (
+    ROLE_TOPICS,
+    device_account,
+    ensure_service_user,
+    load_accounts,
+    service_account,
+)
 from devices.codecs import CODECS
+from devices.credentials import hash_secret, new_secret
 from devices.errors import RegistryError
 from plumbing.db import DatabaseError, run_on_connection
+from plumbing.mqtt import MqttError
 from plumbing.settings import Settings
 
 __all__ = ["add_parsers"]
@@ -82,6 +90,13 @@ def add_parsers(sub: Any) -> None:
     u_add.add_argument("username")
     u_add.add_argument("--role", required=True, choices=sorted(ROLE_TOPICS))
     u_add.set_defaults(run=_run(_add_service_user))
+    export = u_actions.add_parser(
+        "export",
+        help="write every registry account into a dynamic-security file for a broker that is "
+        "not running (setting one up, or a bulk import); prints a new admin secret once",
+    )
+    export.add_argument("--file", required=True, type=Path, metavar="FILE")
+    export.set_defaults(run=_run(_export_accounts))
 
     residents = sub.add_parser("residents", help="the people devices belong to")
     r_actions = residents.add_subparsers(required=True, metavar="ACTION")
@@ -102,7 +117,7 @@ def _run(action: Action) -> Callable[[argparse.Namespace, Settings], int]:
         url = settings.require_database_url()
         try:
             return run_on_connection(url, lambda conn: action(conn, args, settings))
-        except (RegistryError, DatabaseError) as exc:
+        except (RegistryError, DatabaseError, MqttError) as exc:
             print(f"carewatch: {exc}", file=sys.stderr)
             return 1
 
@@ -116,14 +131,15 @@ async def _add(conn: asyncpg.Connection, args: argparse.Namespace, settings: Set
     )  # fmt: skip
     print(f"registered {device.device_id} ({device.format})")
     _print_account(device, secret)
-    await _sync(conn, settings)
+    await _put(settings, [(device, secret)])
     return 0
 
 
 async def _rekey(conn: asyncpg.Connection, args: argparse.Namespace, settings: Settings) -> int:
     secret = await registry.issue_secret(conn, args.device_id)
-    _print_account(await registry.get_device(conn, args.device_id), secret)
-    await _sync(conn, settings)
+    device = await registry.get_device(conn, args.device_id)
+    _print_account(device, secret)
+    await _put(settings, [(device, secret)])
     return 0
 
 
@@ -151,7 +167,9 @@ async def _set_status(
 ) -> int:
     device = await registry.set_status(conn, args.device_id, args.status)
     print(f"{device.device_id} is {device.status}")
-    await _sync(conn, settings)
+    if device.mqtt_username is not None:
+        usernames = [device.mqtt_username]
+        print(await enable_accounts(settings, usernames, device.active), file=sys.stderr)
     return 0
 
 
@@ -169,7 +187,7 @@ async def _import(conn: asyncpg.Connection, args: argparse.Namespace, settings: 
                    "mqtt_username": device.mqtt_username, "secret": secret}  # fmt: skip
         print(orjson.dumps(account).decode())
     print(f"imported {len(added)} devices", file=sys.stderr)
-    await _sync(conn, settings)
+    await _put(settings, added)
     return 0
 
 
@@ -180,7 +198,23 @@ async def _add_service_user(
     topics = ", ".join(f"{access} {topic}" for access, topic in ROLE_TOPICS[args.role])
     print(f"mqtt username: {args.username}   ({args.role}: {topics})")
     print(f"mqtt secret:   {secret}   (shown once; run again to re-key)")
-    await _sync(conn, settings)
+    account = service_account(args.username, args.role)
+    print(await put_accounts(settings, [(account, secret)]), file=sys.stderr)
+    return 0
+
+
+async def _export_accounts(
+    conn: asyncpg.Connection, args: argparse.Namespace, _settings: Settings
+) -> int:
+    accounts = await load_accounts(conn)
+    admin = new_secret()
+    config = dynsec_config(accounts, admin_hash=hash_secret(admin))
+    fd = os.open(args.file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds hashes
+    with os.fdopen(fd, "wb") as f:
+        f.write(config)
+    print(f"wrote {len(accounts)} accounts to {args.file}; start the broker with it")
+    print(f"admin username: {ADMIN_USER}")
+    print(f"admin secret:   {admin}   (shown once; CAREWATCH_MQTT_ADMIN_URL uses it)")
     return 0
 
 
@@ -211,9 +245,22 @@ def _print_account(device: registry.Device, secret: str | None) -> None:
     print(f"mqtt secret:   {secret}   (shown once; `devices rekey` issues a new one)")
 
 
-async def _sync(conn: asyncpg.Connection, settings: Settings) -> None:
-    print(await sync_broker_auth(conn, settings), file=sys.stderr)
-    # Once more after a moment: a signal that came while the broker was still reloading
-    # for an earlier change would be dropped (see reload_broker).
-    await asyncio.sleep(0.5)
-    reload_broker(settings)
+async def _put(settings: Settings, devices: list[tuple[registry.Device, str | None]]) -> None:
+    """The devices' broker accounts, created or re-keyed (confirmed by the broker)."""
+    accounts = []
+    for device, secret in devices:
+        if device.mqtt_username is not None and secret is not None:
+            account = device_account(
+                device.device_id, device.format, device.mqtt_username, enabled=device.active
+            )
+            if account is not None:
+                accounts.append((account, secret))
+    if not accounts:
+        return
+    try:
+        print(await put_accounts(settings, accounts), file=sys.stderr)
+    except MqttError as exc:
+        raise MqttError(
+            f"the registry is changed, but the broker's accounts are not ({exc}); once the "
+            "broker is reachable, `carewatch devices rekey ID` puts a device's account in place"
+        ) from exc

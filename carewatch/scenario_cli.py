@@ -24,8 +24,9 @@ import orjson
 
 from alerts import store
 from alerts.rules.config import DEFAULTS_PATH, check
-from carewatch.broker_sync import sync_broker_auth, wait_for_account
+from carewatch.broker_accounts import put_accounts, wait_for_account
 from devices import registry, residents
+from devices.broker_auth import device_account
 from devices.codecs.native import topic_for
 from plumbing.db import connect_pool
 from plumbing.mqtt import MqttClient, with_login
@@ -85,7 +86,7 @@ async def _run(scenario: Scenario, settings: Settings, *, check_within: float | 
         device, secret = await _register(pool, scenario, settings)
         url = settings.require_mqtt_url("devices")
         await wait_for_account(
-            url, device, secret, protocol=settings.mqtt_protocol, settings=settings
+            url, device, secret, client_id=device, protocol=settings.mqtt_protocol
         )
         client = MqttClient(
             url=with_login(url, device, secret), client_id=device, protocol=settings.mqtt_protocol
@@ -116,8 +117,10 @@ async def _register(pool: asyncpg.Pool, scenario: Scenario, settings: Settings) 
             _, secret = await registry.add_device(
                 conn, device_id=device, format="native", resident_id=resident
             )
-        await sync_broker_auth(conn, settings)
     assert secret is not None  # native devices log in themselves
+    account = device_account(device, "native", device)
+    assert account is not None
+    print(await put_accounts(settings, [(account, secret)]), file=sys.stderr)
     return device, secret
 
 

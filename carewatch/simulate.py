@@ -11,10 +11,9 @@ import asyncpg
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from carewatch.broker_sync import sync_broker_auth, wait_for_account
+from carewatch.broker_accounts import put_accounts, wait_for_account
 from devices import registry
-from devices.broker_auth import ensure_service_user
-from devices.codecs import get_codec
+from devices.broker_auth import Account, device_account, ensure_service_user, service_account
 from devices.errors import RegistryError
 from plumbing.db import connect_pool
 from plumbing.mqtt import with_login
@@ -47,24 +46,24 @@ async def register_fleet(
     native)."""
     formats = formats or {}
     pool = await connect_pool(settings.require_database_url(), min_size=1, max_size=1)
-    secrets: dict[str, str] = {}
+    accounts: list[tuple[Account, str | None]] = []
     try:
         async with pool.acquire() as conn, conn.transaction():
             for device_id in device_ids:
-                secret = await _account(conn, device_id, formats.get(device_id, "native"))
-                if secret is not None:
-                    secrets[device_id] = secret
-        async with pool.acquire() as conn:
-            log.info(await sync_broker_auth(conn, settings))
+                found = await _account(conn, device_id, formats.get(device_id, "native"))
+                if found is not None:
+                    accounts.append(found)
     finally:
         await pool.close()
-    if secrets:
-        last = list(secrets)[-1]
-        account = get_codec(formats.get(last, "native")).broker_account
-        username = account(last)[0] if account is not None else last
+    log.info(await put_accounts(settings, accounts))
+    secrets = {a.client_id: s for a, s in accounts if a.client_id is not None and s is not None}
+    if accounts:
+        last, secret = accounts[-1]
+        assert secret is not None
         await wait_for_account(
-            mqtt_url, username, secrets[last], protocol=settings.mqtt_protocol, settings=settings
-        )
+            mqtt_url, last.username, secret, client_id=last.client_id,
+            protocol=settings.mqtt_protocol,
+        )  # fmt: skip
     return secrets
 
 
@@ -75,26 +74,31 @@ async def network_server_url(settings: Settings, mqtt_url: str) -> str:
     try:
         async with pool.acquire() as conn:
             secret = await ensure_service_user(conn, NETWORK_SERVER_USER, "lorawan")
-            log.info(await sync_broker_auth(conn, settings))
     finally:
         await pool.close()
-    await wait_for_account(
-        mqtt_url, NETWORK_SERVER_USER, secret, protocol=settings.mqtt_protocol, settings=settings
-    )
+    account = service_account(NETWORK_SERVER_USER, "lorawan")
+    log.info(await put_accounts(settings, [(account, secret)]))
+    await wait_for_account(mqtt_url, NETWORK_SERVER_USER, secret, protocol=settings.mqtt_protocol)
     return with_login(mqtt_url, NETWORK_SERVER_USER, secret)
 
 
-async def _account(conn: asyncpg.Connection, device_id: str, fmt: str) -> str | None:
+async def _account(
+    conn: asyncpg.Connection, device_id: str, fmt: str
+) -> tuple[Account, str] | None:
+    """The device registered (or re-keyed and enabled), and its broker account with its
+    new secret; None for a device without an account of its own."""
     try:
         device = await registry.get_device(conn, device_id)
     except RegistryError:
-        _, secret = await registry.add_device(conn, device_id=device_id, format=fmt)
-        return secret
-    if not device.active:
-        await registry.set_status(conn, device_id, "active")
-    if device.mqtt_username is None:
+        device, secret = await registry.add_device(conn, device_id=device_id, format=fmt)
+    else:
+        if not device.active:
+            device = await registry.set_status(conn, device_id, "active")
+        secret = await registry.issue_secret(conn, device_id) if device.mqtt_username else None
+    if device.mqtt_username is None or secret is None:
         return None
-    return await registry.issue_secret(conn, device_id)
+    account = device_account(device_id, device.format, device.mqtt_username)
+    return (account, secret) if account is not None else None
 
 
 def raise_fd_limit(wanted: int) -> int:

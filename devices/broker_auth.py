@@ -1,15 +1,16 @@
-"""mosquitto's password and ACL files, generated from the registry.
+"""Broker accounts as the registry defines them: who may log in, as which client, and
+publish or read which topics.
 
-Each device that logs in itself gets one account that may publish only its own topics;
-carewatch's processes get service accounts by role. Disabled devices have no account, so
-after a reload the broker refuses them before ingest ever sees a byte.
+Each device that logs in itself gets one account, bound to its device id as MQTT client
+id (no device can take another client's session, ingest's included), that may publish
+only its own topics; carewatch's processes and integrations get service accounts by role.
+A disabled device keeps its account, disabled: the broker refuses it, and enabling it
+needs no new secret. carewatch/broker_accounts.py applies these to the broker.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import asyncpg
 
@@ -20,15 +21,11 @@ from devices.errors import RegistryError
 __all__ = [
     "ROLE_TOPICS",
     "Account",
+    "device_account",
     "ensure_service_user",
     "load_accounts",
-    "render_acl",
-    "render_passwd",
-    "write_auth_files",
+    "service_account",
 ]
-
-PASSWD_FILE = "passwd"
-ACL_FILE = "acl"
 
 # What each service role may do. The gateway publishes raw watch frames for the watch codec;
 # network-server integrations publish TTN / ChirpStack uplinks.
@@ -42,39 +39,59 @@ ROLE_TOPICS: dict[str, tuple[tuple[str, str], ...]] = {
 @dataclass(frozen=True)
 class Account:
     username: str
-    secret_hash: str
+    secret_hash: str | None  # None: not known here (the caller has the secret itself)
     rules: tuple[tuple[str, str], ...]  # (access, topic): access is read / write
-    note: str
+    role: str  # "device:<username>" for a device's own; "service:<role>" shared by a role
+    client_id: str | None = None  # the only client id it may connect with (devices)
+    enabled: bool = True
+
+
+def device_account(
+    device_id: str,
+    format: str,
+    username: str,
+    secret_hash: str | None = None,
+    *,
+    enabled: bool = True,
+) -> Account | None:
+    """The account of a device that logs in itself (None for one that does not)."""
+    account = get_codec(format).broker_account
+    if account is None:
+        return None
+    _, topics = account(device_id)
+    rules = tuple(("write", topic) for topic in topics)
+    return Account(username, secret_hash, rules, f"device:{username}", device_id, enabled)
+
+
+def service_account(username: str, role: str, secret_hash: str | None = None) -> Account:
+    if role not in ROLE_TOPICS:
+        raise RegistryError(f"role must be one of {', '.join(ROLE_TOPICS)}, not {role!r}")
+    return Account(username, secret_hash, ROLE_TOPICS[role], f"service:{role}")
 
 
 async def load_accounts(conn: asyncpg.Connection) -> list[Account]:
-    """Every account the broker should accept now: services, then active devices."""
-    accounts = [
-        Account(r["username"], r["secret_hash"], ROLE_TOPICS[r["role"]], f"service {r['role']}")
-        for r in await conn.fetch(
-            "SELECT username, role, secret_hash FROM mqtt_service_users ORDER BY username"
-        )
-    ]
+    """Every account the registry defines: services, then devices (disabled ones too)."""
+    services = await conn.fetch(
+        "SELECT username, role, secret_hash FROM mqtt_service_users ORDER BY username"
+    )
+    accounts = [service_account(r["username"], r["role"], r["secret_hash"]) for r in services]
     rows = await conn.fetch(
-        "SELECT device_id, format, mqtt_username, secret_hash FROM devices"
-        " WHERE status = 'active' AND mqtt_username IS NOT NULL AND secret_hash IS NOT NULL"
-        " ORDER BY device_id"
+        "SELECT device_id, format, mqtt_username, secret_hash, status FROM devices"
+        " WHERE mqtt_username IS NOT NULL AND secret_hash IS NOT NULL ORDER BY device_id"
     )
     for row in rows:
-        account = get_codec(row["format"]).broker_account
-        if account is None:
-            continue
-        _, topics = account(row["device_id"])
-        rules = tuple(("write", topic) for topic in topics)
-        note = f"device {row['device_id']} ({row['format']})"
-        accounts.append(Account(row["mqtt_username"], row["secret_hash"], rules, note))
+        account = device_account(
+            row["device_id"], row["format"], row["mqtt_username"], row["secret_hash"],
+            enabled=row["status"] == "active",
+        )  # fmt: skip
+        if account is not None:
+            accounts.append(account)
     return accounts
 
 
 async def ensure_service_user(conn: asyncpg.Connection, username: str, role: str) -> str:
     """Create or re-key a service account; returns its new secret."""
-    if role not in ROLE_TOPICS:
-        raise RegistryError(f"role must be one of {', '.join(ROLE_TOPICS)}, not {role!r}")
+    service_account(username, role)  # checks the role
     secret = new_secret()
     await conn.execute(
         "INSERT INTO mqtt_service_users (username, role, secret_hash) VALUES ($1, $2, $3)"
@@ -84,28 +101,3 @@ async def ensure_service_user(conn: asyncpg.Connection, username: str, role: str
         hash_secret(secret),
     )
     return secret
-
-
-def render_passwd(accounts: list[Account]) -> str:
-    return "".join(f"{a.username}:{a.secret_hash}\n" for a in accounts)
-
-
-def render_acl(accounts: list[Account]) -> str:
-    lines = ["# Generated by carewatch from its registry; edits are overwritten."]
-    for account in accounts:
-        lines += ["", f"# {account.note}", f"user {account.username}"]
-        lines += [f"topic {access} {topic}" for access, topic in account.rules]
-    return "\n".join(lines) + "\n"
-
-
-def write_auth_files(directory: Path, accounts: list[Account]) -> tuple[Path, Path]:
-    """Write `passwd` and `acl` atomically (a reloading broker never reads half a file)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = directory / PASSWD_FILE, directory / ACL_FILE
-    for path, text in zip(paths, (render_passwd(accounts), render_acl(accounts)), strict=True):
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        tmp.replace(path)
-    return paths

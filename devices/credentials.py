@@ -1,8 +1,9 @@
 """Device and service secrets for the MQTT broker, hashed the way mosquitto stores them.
 
-The hash is mosquitto 2's own password-file format (`$7$` = PBKDF2-SHA512), so the value
-kept in PostgreSQL goes into the broker's password file unchanged and the secret itself is
-never stored: it is shown once, when it is generated.
+The hash is mosquitto 2's own format (`$7$` = PBKDF2-SHA512, as in its password file and
+its dynamic-security plugin's), so the value kept in PostgreSQL goes into the broker's
+accounts file unchanged and the secret itself is never stored: it is shown once, when it
+is generated.
 """
 
 from __future__ import annotations

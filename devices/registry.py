@@ -84,7 +84,8 @@ async def add_device(
 
 
 async def issue_secret(conn: asyncpg.Connection, device_id: str) -> str:
-    """Replace a device's broker secret (the old one stops working at the next reload)."""
+    """Replace a device's broker secret (the old one stops working once the broker's account
+    has the new one: carewatch/broker_accounts.py)."""
     device = await get_device(conn, device_id)
     if device.mqtt_username is None:
         raise RegistryError(f"device {device_id!r} ({device.format}) has no broker account")

@@ -112,6 +112,8 @@ class MqttClient(Component):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reconnecting: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
+        self._subscribed = asyncio.Event()  # every subscription of this connection acked
+        self._unacked_subscribes: set[int] = set()
         self._first_connack: asyncio.Future[None] | None = None
         self._connect_timeout = 10.0
         self.generation = 0
@@ -154,6 +156,10 @@ class MqttClient(Component):
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    async def subscribed(self) -> None:
+        """Once the broker has answered every subscription of the current connection."""
+        await self._subscribed.wait()
 
     async def wait_connected(self) -> None:
         await self._connected.wait()
@@ -204,6 +210,7 @@ class MqttClient(Component):
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_subscribe = self._on_subscribe
         if self._on_message is not None:
             client.on_message = self._dispatch
         return client
@@ -218,10 +225,12 @@ class MqttClient(Component):
             props.ReceiveMaximum = self._receive_maximum
         return props
 
-    def _subscribe_options(self) -> SubscribeOptions:
-        if self._v5 and self._skip_retained:
-            return SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
-        return SubscribeOptions(qos=1)
+    def _subscribe(self, client: paho.Client, topic: str) -> int | None:
+        """Subscribe at QoS 1 (the only options MQTT 3.1.1 has); returns the packet id."""
+        if not self._v5:
+            return client.subscribe(topic, qos=1)[1]
+        retained = SubscribeOptions.RETAIN_DO_NOT_SEND if self._skip_retained else 0
+        return client.subscribe(topic, options=SubscribeOptions(qos=1, retainHandling=retained))[1]
 
     def _connect(self) -> None:
         """Start a TCP connect + CONNECT; the CONNACK arrives through the loop."""
@@ -259,8 +268,11 @@ class MqttClient(Component):
             log.error("mqtt connect refused", extra={"reason": str(reason)})
             return
         self.generation += 1
-        for topic in self._subscriptions:
-            client.subscribe(topic, options=self._subscribe_options())
+        self._subscribed.clear()
+        mids = [self._subscribe(client, topic) for topic in self._subscriptions]
+        self._unacked_subscribes = {mid for mid in mids if mid is not None}
+        if not self._unacked_subscribes:
+            self._subscribed.set()
         self._connected.set()
         if first is not None and not first.done():
             first.set_result(None)
@@ -284,6 +296,17 @@ class MqttClient(Component):
             fut.set_exception(MqttError(f"broker refused the message: {reason}"))
         else:
             fut.set_result(None)
+
+    def _on_subscribe(self, _c: paho.Client, _ud: Any, mid: int, reasons: Any, _p: Any) -> None:
+        refused = [str(r) for r in reasons if getattr(r, "is_failure", False)]
+        if refused:
+            # e.g. "Not authorized": nothing will arrive there; say so instead of waiting.
+            log.error(
+                "subscription refused", extra={"client_id": self._client_id, "reasons": refused}
+            )
+        self._unacked_subscribes.discard(mid)
+        if not self._unacked_subscribes:
+            self._subscribed.set()
 
     def _dispatch(self, _client: paho.Client, _ud: Any, message: paho.MQTTMessage) -> None:
         assert self._on_message is not None

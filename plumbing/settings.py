@@ -37,8 +37,8 @@ class Settings(BaseSettings):
     kafka_bootstrap: str | None = Field(None, description="Kafka host:port list; unset = embedded")
     mqtt_url: str | None = Field(None, description="mqtt://[user:pass@]host:port; unset = embedded")
     mqtt_protocol: Literal["5", "3.1.1"] = "5"
-    mqtt_auth_dir: Path | None = Field(
-        None, description="where to write the broker's passwd/acl files; unset = embedded"
+    mqtt_admin_url: str | None = Field(
+        None, description="mqtt://user:pass@host:port of a dynamic-security admin account"
     )
     dev_mode: bool = Field(False, description="embedded broker also admits anonymous clients")
     mqtt_share_group: str = Field("carewatch-ingest", description="'' = plain subscription")

@@ -20,11 +20,13 @@ import orjson
 from aiokafka.errors import KafkaError
 
 from alerts.rule_state import forget_positions
+from carewatch.broker_accounts import ADMIN_USER, dynsec_config
 from carewatch.embedded.kafka import EmbeddedKafka
 from carewatch.embedded.mqtt import EmbeddedMqtt
 from carewatch.embedded.postgres import EmbeddedPostgres
 from carewatch.embedded.process import EmbeddedError, port_open
-from devices.broker_auth import ensure_service_user, load_accounts, write_auth_files
+from devices.broker_auth import ensure_service_user, load_accounts
+from devices.credentials import hash_secret, new_secret
 from plumbing.db import migrate
 from plumbing.kafka import ensure_topics
 from plumbing.mqtt import with_login
@@ -53,8 +55,6 @@ class EmbeddedStack:
         self.mqtt_shared = False
         # Per service role, the URL with that role's broker account (embedded broker only).
         self.mqtt_urls: dict[str, str] = {}
-        self.mqtt_auth_dir: Path | None = None
-        self.mqtt_pid: int | None = None
 
     def describe(self) -> list[tuple[str, str]]:
         """(service, "embedded <what> at <url>" or "external <url>"), for printing."""
@@ -123,22 +123,21 @@ class EmbeddedStack:
             self.mqtt_shared = self.mqtt_protocol == "5"
             self._described.append(("mqtt", f"external {redact_url(self.mqtt_url)}"))
             return
-        auth_dir = data_dir / "auth"
-        secrets = await self._write_broker_auth(auth_dir)
+        accounts_file = data_dir / "dynamic-security.json"
+        secrets = await self._write_broker_accounts(accounts_file)
         mqtt = await self._enter(
             EmbeddedMqtt(
-                data_dir=data_dir, auth_dir=auth_dir, allow_anonymous=self.settings.dev_mode
+                data_dir=data_dir,
+                accounts_file=accounts_file,
+                allow_anonymous=self.settings.dev_mode,
             )
         )
         self.mqtt_url = mqtt.url
         self.mqtt_protocol = mqtt.protocol
         self.mqtt_shared = mqtt.supports_shared_subscriptions
-        self.mqtt_pid = mqtt.pid
         if mqtt.enforces_auth:
-            self.mqtt_auth_dir = auth_dir
             self.mqtt_urls = {
-                role: with_login(mqtt.url, f"carewatch-{role}", secret)
-                for role, secret in secrets.items()
+                role: with_login(mqtt.url, user, secret) for role, (user, secret) in secrets.items()
             }
         access = "per-device accounts" if mqtt.enforces_auth else "anonymous: development only"
         if mqtt.enforces_auth and self.settings.dev_mode:
@@ -146,19 +145,29 @@ class EmbeddedStack:
         what = f"embedded {mqtt.broker} (MQTT {mqtt.protocol}, {access}) at {mqtt.url}"
         self._described.append(("mqtt", what))
 
-    async def _write_broker_auth(self, auth_dir: Path) -> dict[str, str]:
-        """Service accounts re-keyed for this run, and the registry's files for the broker."""
+    async def _write_broker_accounts(self, path: Path) -> dict[str, tuple[str, str]]:
+        """The registry's accounts, the services' re-keyed for this run and a new admin
+        account, in the broker's accounts file; returns each role's (user, secret)."""
         conn = await asyncpg.connect(self.database_url)
         try:
             await migrate(conn)
-            secrets = {
-                role: await ensure_service_user(conn, f"carewatch-{role}", role)
+            logins = {
+                role: (
+                    f"carewatch-{role}",
+                    await ensure_service_user(conn, f"carewatch-{role}", role),
+                )
                 for role in ("ingest", "gateway")
             }
-            write_auth_files(auth_dir, await load_accounts(conn))
+            accounts = await load_accounts(conn)
         finally:
             await conn.close()
-        return secrets
+        admin = new_secret()
+        logins["admin"] = (ADMIN_USER, admin)
+        config = dynsec_config(
+            accounts, admin_hash=hash_secret(admin), anonymous=self.settings.dev_mode
+        )
+        _write_private(path, config)
+        return logins
 
     async def _enter(self, service: _Service) -> _Service:
         assert self._exits is not None
@@ -172,17 +181,8 @@ class EmbeddedStack:
             "mqtt_protocol": self.mqtt_protocol,
             "mqtt_shared": self.mqtt_shared,
             "mqtt_urls": self.mqtt_urls,
-            "mqtt_auth_dir": str(self.mqtt_auth_dir) if self.mqtt_auth_dir else None,
-            "mqtt_pid": self.mqtt_pid,
         }
-        path = self.settings.stack_file()
-        # Written whole, then renamed: a reader never sees half a file.
-        tmp = path.with_suffix(".tmp")
-        # 0600: it holds the service accounts' secrets.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(orjson.dumps(record, option=orjson.OPT_INDENT_2))
-        tmp.replace(path)
+        _write_private(self.settings.stack_file(), orjson.dumps(record, option=orjson.OPT_INDENT_2))
         self._wrote_stack_file = True
 
     async def _refuse_if_running(self) -> None:
@@ -242,3 +242,14 @@ async def _reachable(url: str) -> bool:
         if host and port and await port_open(host, port):
             return True
     return False
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write whole, then rename (a reader never sees half a file), readable only by us
+    (0600: it holds secrets or their hashes)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    tmp.replace(path)

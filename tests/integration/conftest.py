@@ -27,11 +27,11 @@ from aiokafka import AIOKafkaConsumer
 from alerts import event_store, store
 from alerts.event_store import prepare_staging
 from alerts.rules_worker import RulesWorker
-from carewatch.broker_sync import sync_broker_auth, wait_for_account
+from carewatch.broker_accounts import put_accounts
 from carewatch.embedded import EmbeddedStack
 from carewatch.processes import RulesParts, rules_parts, telemetry_parts
 from devices import residents
-from devices.broker_auth import ensure_service_user
+from devices.broker_auth import device_account, ensure_service_user, service_account
 from devices.codecs.native import topic_for
 from devices.events import make_event
 from devices.registry import add_device
@@ -106,12 +106,10 @@ class Pipeline:
         device_id = device_id or f"t-{uuid.uuid4().hex[:12]}"
         async with self.db.acquire() as conn:
             device, secret = await add_device(conn, device_id=device_id, format=format, **fields)
-            await sync_broker_auth(conn, self.stack.settings)
-        if device.mqtt_username is not None and secret is not None:
-            self.logins[device_id] = (device.mqtt_username, secret)
-            await wait_for_account(
-                self.stack.mqtt_url, device.mqtt_username, secret, settings=self.stack.settings
-            )
+        account = device_account(device_id, format, device.mqtt_username or "")
+        if account is not None and secret is not None:
+            await put_accounts(self.stack.settings, [(account, secret)])  # confirmed
+            self.logins[device_id] = (account.username, secret)
         return device_id
 
     async def resident_device(
@@ -135,8 +133,7 @@ class Pipeline:
         username = f"test-{role}-{uuid.uuid4().hex[:8]}"
         async with self.db.acquire() as conn:
             secret = await ensure_service_user(conn, username, role)
-            await sync_broker_auth(conn, self.stack.settings)
-        await wait_for_account(self.stack.mqtt_url, username, secret, settings=self.stack.settings)
+        await put_accounts(self.stack.settings, [(service_account(username, role), secret)])
         self.logins[username] = (username, secret)
         return username
 

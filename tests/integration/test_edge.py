@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import io
+import re
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -12,13 +15,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from carewatch.broker_sync import wait_for_account
+from carewatch.broker_accounts import wait_for_account
 from carewatch.cli import main
-from devices.broker_auth import ensure_service_user, load_accounts, write_auth_files
 from devices.codecs.native import topic_for
 from devices.registry import set_status
 from plumbing.mqtt import MqttClient, MqttError, with_login
-from tests.integration.conftest import Pipeline
+from plumbing.settings import Settings
+from tests.integration.conftest import Pipeline, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -156,17 +159,49 @@ async def test_an_operator_reads_why_a_device_was_refused(
     assert "nothing refused matching" in await dlq_list("--reason", "rate_limited")
 
 
-async def test_an_account_whose_reload_signal_was_dropped_is_still_loaded(
-    pipeline: Pipeline,
+async def test_accounts_changed_from_another_host_take_effect_within_a_second(
+    pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """mosquitto drops a SIGHUP that comes while it reloads: the account files are then
-    newer than what it loaded. Waiting for an account signals again."""
-    username = f"test-lost-{uuid.uuid4().hex[:8]}"
-    settings = pipeline.stack.settings
-    async with pipeline.db.acquire() as conn:
-        secret = await ensure_service_user(conn, username, "gateway")
-        auth_dir = Path(str(settings.from_stack("mqtt_auth_dir")))
-        write_auth_files(auth_dir, await load_accounts(conn))  # written, never signalled
+    """The CLI on a machine with only the database and the broker's admin account: no
+    stack.json, no broker files, no broker pid. What it changes is confirmed and in force
+    when it returns (allowing a second)."""
+    stack = pipeline.stack
+    monkeypatch.setenv("CAREWATCH_DATABASE_URL", stack.database_url)
+    monkeypatch.setenv("CAREWATCH_MQTT_ADMIN_URL", stack.mqtt_urls["admin"])
+    elsewhere = str(tmp_path / "another-host")
+    device = f"remote-{uuid.uuid4().hex[:8]}"
+
+    def cli(*args: str) -> str:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert main(["--data-dir", elsewhere, *args]) == 0
+        return out.getvalue()
+
+    added = await asyncio.to_thread(cli, "devices", "add", device, "--format", "native")
+    secret = re.search(r"mqtt secret: +(\S+)", added)
+    assert secret, added
+    await wait_for_account(stack.mqtt_url, device, secret[1], client_id=device, within=1.0)
+
+    url = with_login(stack.mqtt_url, device, secret[1])
+    async with MqttClient(url=url, client_id=device, protocol=stack.mqtt_protocol) as client:
+        await asyncio.to_thread(cli, "devices", "disable", device)
+        await eventually(lambda: asyncio.sleep(0, not client.connected), within=1.0)
     with pytest.raises(MqttError):
-        await wait_for_account(pipeline.stack.mqtt_url, username, secret, within=1.0)
-    await wait_for_account(pipeline.stack.mqtt_url, username, secret, settings=settings)
+        await wait_for_account(stack.mqtt_url, device, secret[1], client_id=device, within=1.0)
+
+    await asyncio.to_thread(cli, "devices", "enable", device)
+    await wait_for_account(stack.mqtt_url, device, secret[1], client_id=device, within=1.0)
+
+
+async def test_a_device_cannot_take_another_clients_id(pipeline: Pipeline, device: str) -> None:
+    """Each device account is bound to its own client id: it cannot push another device,
+    or ingest, off its session (and receive what was queued for it)."""
+    other = await pipeline.register()
+    user, secret = pipeline.logins[device]
+    stolen = (other, Settings().ingest_client_id, f"carewatch-gateway-{uuid.uuid4().hex[:4]}")
+    for client_id in stolen:
+        with pytest.raises(MqttError, match="refused"):
+            await wait_for_account(
+                pipeline.stack.mqtt_url, user, secret, client_id=client_id, within=0.5
+            )
+    await wait_for_account(pipeline.stack.mqtt_url, user, secret, client_id=device, within=1.0)

@@ -18,7 +18,7 @@ import orjson
 import psutil
 import pytest
 
-from carewatch.broker_sync import wait_for_account
+from carewatch.broker_accounts import wait_for_account
 from carewatch.embedded import free_port
 from devices.codecs.native import topic_for
 from plumbing.mqtt import MqttClient, with_login
@@ -134,7 +134,7 @@ async def test_up_runs_everything_and_stops_it_all(tmp_path: Path) -> None:
         added = await _cli("devices", "add", device, "--format", "native", data_dir=data_dir)
         secret = re.search(r"mqtt secret: +(\S+)", added)
         assert secret, added
-        await wait_for_account(stack["mqtt_url"], device, secret[1])
+        await wait_for_account(stack["mqtt_url"], device, secret[1], client_id=device)
         url = with_login(stack["mqtt_url"], device, secret[1])
         async with MqttClient(url=url, client_id=device, protocol=stack["mqtt_protocol"]) as dev:
             await dev.publish(topic_for(device), orjson.dumps({"kind": "sos"}))

@@ -1,10 +1,10 @@
-"""Device secrets hash the way mosquitto does, and the ACL lets each account only its own."""
+"""Device secrets hash the way mosquitto does, and each account may only its own topics."""
 
 from __future__ import annotations
 
 import base64
 
-from devices.broker_auth import ROLE_TOPICS, Account, render_acl, render_passwd
+from devices.broker_auth import ROLE_TOPICS, device_account, service_account
 from devices.codecs import CODECS
 from devices.credentials import hash_secret, new_secret, verify_secret
 
@@ -28,18 +28,18 @@ def test_secrets_are_random_and_never_stored_plain() -> None:
     assert not verify_secret(secret, "not a hash")
 
 
-def test_acl_grants_each_account_only_its_topics() -> None:
-    native = CODECS["native"].broker_account
-    assert native is not None
-    user, topics = native("watch-7")
-    accounts = [
-        Account("carewatch-ingest", "$7$h1", ROLE_TOPICS["ingest"], "service ingest"),
-        Account(user, "$7$h2", tuple(("write", t) for t in topics), "device watch-7"),
-    ]
-    acl = render_acl(accounts)
-    assert "user watch-7\ntopic write carewatch/v1/devices/watch-7/up" in acl
-    assert "user carewatch-ingest\ntopic read #" in acl
-    assert render_passwd(accounts) == "carewatch-ingest:$7$h1\nwatch-7:$7$h2\n"
+def test_a_device_account_writes_only_its_topics_under_its_own_client_id() -> None:
+    account = device_account("watch-7", "native", "watch-7", "$7$h")
+    assert account is not None
+    assert account.rules == (("write", "carewatch/v1/devices/watch-7/up"),)
+    assert (account.client_id, account.role, account.enabled) == ("watch-7", "device:watch-7", True)
+    assert device_account("8600000000001", "watch", "x") is None  # watches use the gateway
+
+
+def test_service_accounts_share_their_roles_rights_and_bind_no_client_id() -> None:
+    ingest = service_account("carewatch-ingest", "ingest")
+    assert ingest.rules == ROLE_TOPICS["ingest"] and ingest.client_id is None
+    assert ingest.role == "service:ingest"
 
 
 def test_owntracks_logs_in_as_its_user() -> None:
@@ -48,3 +48,5 @@ def test_owntracks_logs_in_as_its_user() -> None:
     user, topics = owntracks("wang.fang:phone")
     assert user == "wang.fang"
     assert "owntracks/wang.fang/phone" in topics
+    account = device_account("wang.fang:phone", "owntracks", user)
+    assert account is not None and account.client_id == "wang.fang:phone"
