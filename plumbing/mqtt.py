@@ -113,7 +113,8 @@ class MqttClient(Component):
         self._reconnecting: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._subscribed = asyncio.Event()  # every subscription of this connection acked
-        self._unacked_subscribes: set[int] = set()
+        self._unacked_subscribes: dict[int, str] = {}  # packet id -> topic filter
+        self.refused_subscriptions: set[str] = set()  # what the broker said no to
         self._first_connack: asyncio.Future[None] | None = None
         self._connect_timeout = 10.0
         self.generation = 0
@@ -269,8 +270,8 @@ class MqttClient(Component):
             return
         self.generation += 1
         self._subscribed.clear()
-        mids = [self._subscribe(client, topic) for topic in self._subscriptions]
-        self._unacked_subscribes = {mid for mid in mids if mid is not None}
+        mids = {self._subscribe(client, topic): topic for topic in self._subscriptions}
+        self._unacked_subscribes = {mid: topic for mid, topic in mids.items() if mid is not None}
         if not self._unacked_subscribes:
             self._subscribed.set()
         self._connected.set()
@@ -298,13 +299,15 @@ class MqttClient(Component):
             fut.set_result(None)
 
     def _on_subscribe(self, _c: paho.Client, _ud: Any, mid: int, reasons: Any, _p: Any) -> None:
+        topic = self._unacked_subscribes.pop(mid, None)
         refused = [str(r) for r in reasons if getattr(r, "is_failure", False)]
-        if refused:
+        if refused and topic is not None:
             # e.g. "Not authorized": nothing will arrive there; say so instead of waiting.
+            self.refused_subscriptions.add(topic)
             log.error(
-                "subscription refused", extra={"client_id": self._client_id, "reasons": refused}
+                "subscription refused",
+                extra={"client_id": self._client_id, "topic": topic, "reasons": refused},
             )
-        self._unacked_subscribes.discard(mid)
         if not self._unacked_subscribes:
             self._subscribed.set()
 

@@ -205,3 +205,22 @@ async def test_a_device_cannot_take_another_clients_id(pipeline: Pipeline, devic
                 pipeline.stack.mqtt_url, user, secret, client_id=client_id, within=0.5
             )
     await wait_for_account(pipeline.stack.mqtt_url, user, secret, client_id=device, within=1.0)
+
+
+async def test_a_device_may_subscribe_to_nothing_refused_at_suback(
+    pipeline: Pipeline, device: str
+) -> None:
+    """A device reads nothing: not the other devices' messages, not its own topic, not the
+    broker's control topics. The broker says no in its SUBACK (not by silence)."""
+    user, secret = pipeline.logins[device]
+    wanted = ("#", topic_for(device), "$CONTROL/dynamic-security/v1/response")
+    reader = MqttClient(
+        url=with_login(pipeline.stack.mqtt_url, user, secret),
+        client_id=device,
+        protocol=pipeline.stack.mqtt_protocol,
+        subscriptions=wanted,
+        on_message=lambda message, generation: None,
+    )
+    async with reader:
+        await asyncio.wait_for(reader.subscribed(), 5)
+        assert reader.refused_subscriptions == set(wanted)
