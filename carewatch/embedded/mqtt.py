@@ -17,7 +17,8 @@ from typing import Literal, Self
 
 import orjson
 
-from carewatch.embedded.process import LOOPBACK, ChildProcess, EmbeddedError, claim_port
+from carewatch.embedded.process import LOOPBACK, ChildProcess, EmbeddedError, claim_port, free_port
+from carewatch.embedded.tls import TlsFiles, local_tls
 
 __all__ = [
     "MOSQUITTO_SETTINGS",
@@ -71,6 +72,7 @@ def mosquitto_config(
     as_root: bool,
     dynsec: tuple[str, Path] | None = None,
     allow_anonymous: bool = False,
+    tls: tuple[int, TlsFiles] | None = None,
 ) -> str:
     """The embedded broker's mosquitto.conf: loopback only, persistent; with `dynsec`
     (the plugin, its file), the registry's accounts decide who may connect and publish
@@ -91,6 +93,15 @@ def mosquitto_config(
         plugin, accounts = dynsec
         lines += [f"plugin {plugin}", f"plugin_opt_config_file {accounts}"]
     lines += [f"{key} {value}" for key, value in MOSQUITTO_SETTINGS.items()]
+    if tls is not None:
+        # Last: the certificate lines belong to the listener declared just before them.
+        tls_port, files = tls
+        lines += [
+            f"listener {tls_port} {LOOPBACK}",
+            f"cafile {files.ca}",
+            f"certfile {files.cert}",
+            f"keyfile {files.key}",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -116,14 +127,19 @@ class EmbeddedMqtt:
         broker: Literal["auto", "mosquitto", "amqtt"] = "auto",
         accounts_file: Path | None = None,
         allow_anonymous: bool = False,
+        tls_dir: Path | None = None,
         start_timeout: float = 30.0,
     ) -> None:
         """`accounts_file`: the dynamic-security plugin's file, written before the start
-        (carewatch/broker_accounts.py); None: a broker without accounts."""
+        (carewatch/broker_accounts.py); None: a broker without accounts. `tls_dir`: where
+        its local CA and certificate live, for a second, TLS listener (mosquitto only)."""
         self.data_dir = data_dir
         self._port = port
         self._requested = broker
         self._accounts_file = accounts_file
+        self._tls_dir = tls_dir
+        self._tls: tuple[int, TlsFiles] | None = None
+        self.tls_url: str | None = None  # mqtts://127.0.0.1:PORT?ca=CA, once started
         self._allow_anonymous = allow_anonymous
         self._start_timeout = start_timeout
         self._broker: BrokerName | None = None
@@ -181,12 +197,18 @@ class EmbeddedMqtt:
         await self._child.start()
         await self._child.wait_port(port, within=self._start_timeout)
         self._url = f"mqtt://{LOOPBACK}:{port}"
+        if self._tls is not None:
+            tls_port, files = self._tls
+            await self._child.wait_port(tls_port, within=self._start_timeout)
+            self.tls_url = f"mqtts://{LOOPBACK}:{tls_port}?ca={files.ca}"
         log.info("embedded MQTT broker (%s, MQTT %s) at %s", self._broker, self.protocol, self._url)
 
     def _mosquitto(self, executable: str, port: int) -> ChildProcess:
         home = self.data_dir / "mosquitto"
         home.mkdir(parents=True, exist_ok=True)
         conf = home / "mosquitto.conf"
+        if self._tls_dir is not None:
+            self._tls = (free_port(), local_tls(self._tls_dir))
         conf.write_text(
             mosquitto_config(
                 port=port,
@@ -194,6 +216,7 @@ class EmbeddedMqtt:
                 as_root=os.geteuid() == 0,
                 dynsec=self._dynsec(),
                 allow_anonymous=self._allow_anonymous,
+                tls=self._tls,
             )
         )
         return ChildProcess(

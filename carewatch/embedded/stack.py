@@ -55,6 +55,8 @@ class EmbeddedStack:
         self.mqtt_shared = False
         # Per service role, the URL with that role's broker account (embedded broker only).
         self.mqtt_urls: dict[str, str] = {}
+        # TLS for devices (mqtts://, with the local CA to trust in its `ca` parameter).
+        self.mqtts_url: str | None = None
 
     def describe(self) -> list[tuple[str, str]]:
         """(service, "embedded <what> at <url>" or "external <url>"), for printing."""
@@ -130,8 +132,10 @@ class EmbeddedStack:
                 data_dir=data_dir,
                 accounts_file=accounts_file,
                 allow_anonymous=self.settings.dev_mode,
+                tls_dir=data_dir / "tls",
             )
         )
+        self.mqtts_url = mqtt.tls_url
         self.mqtt_url = mqtt.url
         self.mqtt_protocol = mqtt.protocol
         self.mqtt_shared = mqtt.supports_shared_subscriptions
@@ -144,6 +148,8 @@ class EmbeddedStack:
             access += " + anonymous (dev mode)"
         what = f"embedded {mqtt.broker} (MQTT {mqtt.protocol}, {access}) at {mqtt.url}"
         self._described.append(("mqtt", what))
+        if mqtt.tls_url is not None:
+            self._described.append(("mqtts", f"TLS for devices at {mqtt.tls_url}"))
 
     async def _write_broker_accounts(self, path: Path) -> dict[str, tuple[str, str]]:
         """The registry's accounts, the services' re-keyed for this run and a new admin
@@ -181,6 +187,7 @@ class EmbeddedStack:
             "mqtt_protocol": self.mqtt_protocol,
             "mqtt_shared": self.mqtt_shared,
             "mqtt_urls": self.mqtt_urls,
+            "mqtts_url": self.mqtts_url,
         }
         _write_private(self.settings.stack_file(), orjson.dumps(record, option=orjson.OPT_INDENT_2))
         self._wrote_stack_file = True
