@@ -13,14 +13,19 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
+
+from devices.events import Event
 
 __all__ = [
     "COLUMNS",
     "count_by_device",
+    "event_row",
     "events_of_device",
     "has_event",
     "prepare_staging",
     "received_at",
+    "sources",
     "store_rows",
 ]
 
@@ -40,6 +45,13 @@ async def prepare_staging(conn: asyncpg.Connection) -> None:
     await conn.execute(
         f"CREATE TEMP TABLE IF NOT EXISTS events_stage AS SELECT {_COLS} FROM events WITH NO DATA"
     )
+
+
+def event_row(event: Event) -> tuple[object, ...]:
+    """An event as the row `store_rows` takes (COLUMNS order; the body is its JSON)."""
+    body = orjson.dumps(event.model_dump(mode="json", exclude_none=True)).decode()
+    return (event.event_id, event.device_id, event.kind, event.ts, event.received_at,
+            event.source, body)  # fmt: skip
 
 
 async def store_rows(conn: asyncpg.Connection, rows: Sequence[tuple[object, ...]]) -> int:
@@ -77,6 +89,15 @@ async def count_by_device(conn: asyncpg.Connection, device_ids: list[str]) -> di
         device_ids,
     )
     return {r["device_id"]: r["n"] for r in rows}
+
+
+async def sources(conn: asyncpg.Connection, device_ids: list[str]) -> list[str]:
+    """The sources (ingest paths: native, owntracks, watch, ...) the devices' stored events
+    came through, sorted."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT source FROM events WHERE device_id = ANY($1) ORDER BY 1", device_ids
+    )
+    return [r["source"] for r in rows]
 
 
 async def received_at(

@@ -39,6 +39,7 @@ __all__ = [
     "RULES_ACTOR",
     "acknowledge",
     "alerts_of_device",
+    "alerts_of_resident",
     "apply_decisions",
     "count_alerts",
     "get_alert",
@@ -305,6 +306,14 @@ async def alerts_of_device(conn: asyncpg.Connection, device_id: str) -> list[dic
     """Every alert raised for a device, oldest first, with its lifecycle columns."""
     rows = await conn.fetch(
         f"SELECT {_FULL} FROM alerts WHERE device_id = $1 ORDER BY alert_id", device_id
+    )
+    return [dict(r) for r in rows]
+
+
+async def alerts_of_resident(conn: asyncpg.Connection, resident_id: int) -> list[dict[str, Any]]:
+    """Every alert raised for a resident's devices, oldest first, with its lifecycle columns."""
+    rows = await conn.fetch(
+        f"SELECT {_FULL} FROM alerts WHERE resident_id = $1 ORDER BY alert_id", resident_id
     )
     return [dict(r) for r in rows]
 

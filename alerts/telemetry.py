@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 import asyncpg
-import orjson
 
 from alerts import metrics
-from alerts.event_store import store_rows
+from alerts.event_store import event_row, store_rows
 from devices.events import Event
 from plumbing.consumer import Batch
 
@@ -22,19 +21,6 @@ class TelemetryWriter:
         self._pool = pool
 
     async def handle(self, batch: Batch[Event]) -> None:
-        rows = [_row(e) for e in batch.items]
+        rows = [event_row(e) for e in batch.items]
         async with self._pool.acquire() as conn:
             metrics.STORED.inc(await store_rows(conn, rows))
-
-
-def _row(event: Event) -> tuple[object, ...]:
-    body = orjson.dumps(event.model_dump(mode="json", exclude_none=True)).decode()
-    return (
-        event.event_id,
-        event.device_id,
-        event.kind,
-        event.ts,
-        event.received_at,
-        event.source,
-        body,
-    )

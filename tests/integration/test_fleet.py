@@ -7,7 +7,9 @@ import uuid
 
 import pytest
 
+from alerts import event_store, store
 from carewatch.embedded import free_port
+from devices import registry
 from ingest.watch_gateway import WatchGateway
 from plumbing.mqtt import MqttClient, with_login
 from simulators import fleet
@@ -46,14 +48,10 @@ async def test_a_sped_up_fleet_is_stored_once_and_its_sos_alerts(
 
     await _stored_exactly(pipeline, ids, stats.events)
     phones = [d for kind, d in plan if kind == "phone"]
-    assert await pipeline.db.fetchval(
-        "SELECT count(*) FROM events WHERE device_id = ANY($1) AND source = 'owntracks'", phones
-    )
-    buttons = [d for kind, d in plan if kind == "button"]
-    alerts = await pipeline.db.fetchval(
-        "SELECT count(*) FROM alerts WHERE kind = 'sos' AND device_id = ANY($1)", buttons
-    )
-    assert alerts >= 1
+    async with pipeline.db.acquire() as conn:
+        assert "owntracks" in await event_store.sources(conn, phones)
+        buttons = [d for kind, d in plan if kind == "button"]
+        assert await store.sos_opened_at(conn, buttons)
 
 
 async def test_4g_watches_over_tcp_through_the_gateway_are_stored_once(
@@ -87,10 +85,8 @@ async def test_4g_watches_over_tcp_through_the_gateway_are_stored_once(
     ids = [device_id for _, device_id in plan]
 
     await _stored_exactly(pipeline, ids, stats.events)
-    sources = await pipeline.db.fetch(
-        "SELECT DISTINCT source FROM events WHERE device_id = ANY($1)", ids
-    )
-    assert [r["source"] for r in sources] == ["watch"]
+    async with pipeline.db.acquire() as conn:
+        assert await event_store.sources(conn, ids) == ["watch"]
 
 
 async def test_registering_a_fleet_gives_accounts_only_to_devices_that_log_in_themselves(
@@ -105,10 +101,9 @@ async def test_registering_a_fleet_gives_accounts_only_to_devices_that_log_in_th
             pipeline.stack.settings, [native, watch], pipeline.stack.mqtt_url, formats
         )
         assert list(secrets) == [native]
-    rows = await pipeline.db.fetch(
-        "SELECT device_id, format FROM devices WHERE device_id = ANY($1)", [native, watch]
-    )
-    assert {r["device_id"]: r["format"] for r in rows} == formats
+    async with pipeline.db.acquire() as conn:
+        stored = {d: (await registry.get_device(conn, d)).format for d in formats}
+    assert stored == formats
 
 
 async def test_lorawan_buttons_and_door_sensors_through_their_network_servers(
@@ -136,16 +131,10 @@ async def test_lorawan_buttons_and_door_sensors_through_their_network_servers(
     ids = [device_id for _, device_id in plan]
 
     await _stored_exactly(pipeline, ids, stats.events)
-    sources = await pipeline.db.fetch(
-        "SELECT DISTINCT source FROM events WHERE device_id = ANY($1) ORDER BY 1", ids
-    )
-    assert [r["source"] for r in sources] == ["chirpstack", "ttn"]
+    async with pipeline.db.acquire() as conn:
+        assert await event_store.sources(conn, ids) == ["chirpstack", "ttn"]
     buttons = [d for kind, d in plan if kind == "lorabutton"]
-    await eventually(
-        lambda: pipeline.db.fetchval(
-            "SELECT count(*) FROM alerts WHERE kind = 'sos' AND device_id = ANY($1)", buttons
-        )
-    )
+    await eventually(lambda: _sos_alerted(pipeline, buttons))
 
 
 async def _registered(
@@ -163,7 +152,14 @@ async def _stored_exactly(pipeline: Pipeline, ids: list[str], events: int) -> No
     copies are dropped by event id."""
 
     async def stored() -> int | None:
-        n = await pipeline.db.fetchval("SELECT count(*) FROM events WHERE device_id = ANY($1)", ids)
+        async with pipeline.db.acquire() as conn:
+            n = sum((await event_store.count_by_device(conn, ids)).values())
         return n if n >= events else None
 
     assert await eventually(stored, within=30) == events
+
+
+async def _sos_alerted(pipeline: Pipeline, devices: list[str]) -> bool:
+    """Whether any of the devices has had an SOS alert."""
+    async with pipeline.db.acquire() as conn:
+        return bool(await store.sos_opened_at(conn, devices))

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client import REGISTRY
 
+from alerts import event_store
 from alerts.reconcile import reconcile
 from devices.events import Event, make_event
 from tests.integration.conftest import Pipeline
@@ -34,13 +35,10 @@ async def test_a_stored_alarm_without_an_alert_is_raised_and_a_cancel_is_not(
     recent = _alarm(device, "fall", now - timedelta(seconds=5))  # its alert may be on its way
     async with pipeline.db.acquire() as conn:
         # What a lost alarm leaves behind: telemetry stored it, nothing raised its alert.
-        for event in (lost, cancel, recent):
-            await conn.execute(
-                "INSERT INTO events (event_id, device_id, kind, ts, received_at, source, body)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                event.event_id, event.device_id, event.kind, event.ts, event.received_at,
-                event.source, event.model_dump_json(exclude_none=True),
-            )  # fmt: skip
+        await event_store.prepare_staging(conn)
+        await event_store.store_rows(
+            conn, [event_store.event_row(e) for e in (lost, cancel, recent)]
+        )
         before = _reconciled("sos")
         changes = await reconcile(conn, now=now, grace=timedelta(seconds=60))
         again = await reconcile(conn, now=now, grace=timedelta(seconds=60))

@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 from devices import registry, residents
+from devices.broker_auth import load_accounts
 from devices.credentials import verify_secret
 from devices.errors import RegistryError
 from tests.integration.conftest import Pipeline
@@ -21,10 +22,9 @@ def _id() -> str:
 async def test_a_device_gets_a_hashed_secret_shown_once(pipeline: Pipeline) -> None:
     async with pipeline.db.acquire() as conn:
         device, secret = await registry.add_device(conn, device_id=_id(), format="native")
-        stored = await conn.fetchval(
-            "SELECT secret_hash FROM devices WHERE device_id = $1", device.device_id
-        )
-    assert secret is not None and secret not in stored
+        accounts = await load_accounts(conn)
+    (stored,) = [a.secret_hash for a in accounts if a.client_id == device.device_id]
+    assert secret is not None and stored is not None and secret not in stored
     assert verify_secret(secret, stored)
     assert device.mqtt_username == device.device_id and device.active
 

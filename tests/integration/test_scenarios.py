@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from alerts.rule_state import stored_positions
 from carewatch.cli import main
+from devices import registry
 from plumbing.kafka import EVENTS_TOPIC
 from simulators.scenario import Expected, Scenario, load_scenario, play, scenario_files
 from tests.integration.conftest import Pipeline, eventually
@@ -154,8 +155,8 @@ async def test_the_cli_plays_a_scenario_as_a_new_device_and_checks_its_alerts(
     monkeypatch.setenv("CAREWATCH_MQTT_PROTOCOL", pipeline.stack.mqtt_protocol)
     play_it = ["scenario", "play", "fall_cancelled", "--check", "--within", "30"]
     assert await asyncio.to_thread(main, play_it) == 0
-    (device,) = await pipeline.db.fetch(
-        "SELECT device_id FROM devices WHERE device_id LIKE 'scenario-fall-cancelled-%'"
-    )
-    (alert,) = await pipeline.alerts(device["device_id"])
+    async with pipeline.db.acquire() as conn:
+        devices = await registry.list_devices(conn)
+    (device,) = [d for d in devices if d.device_id.startswith("scenario-fall-cancelled-")]
+    (alert,) = await pipeline.alerts(device.device_id)
     assert (alert["kind"], alert["status"]) == ("fall", "resolved")
