@@ -12,7 +12,13 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["DecodeError", "DeviceError", "Reason", "RegistryError"]
+__all__ = ["DecodeError", "DeviceError", "Reason", "RegistryError", "printable"]
+
+
+def printable(text: str) -> str:
+    """`text` as it can travel anywhere: JSON (a lone surrogate cannot be encoded), logs and
+    PostgreSQL (which refuses NUL). Details quote what a device sent, so they may hold both."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
 class Reason(StrEnum):
@@ -36,6 +42,12 @@ class Reason(StrEnum):
     UNKNOWN_MODEL = "unknown_model"  # no payload decoder for this device model
     TRUNCATED = "truncated"  # the bytes end inside a field
     MISSING_PAYLOAD = "missing_payload"  # an envelope without the device's bytes
+    # Not a refusal: an sos/fall kept without the parts that were invalid (the event's
+    # `salvaged` names them; the record keeps the bytes). An alarm is never dropped for a
+    # side field.
+    SALVAGED_ALARM = "salvaged_alarm"
+    # A bug in a codec, caught for one element so that it cannot take its siblings along.
+    INTERNAL_ERROR = "internal_error"
 
 
 class DeviceError(Exception):
@@ -50,6 +62,7 @@ class DecodeError(DeviceError):
     def __init__(
         self, protocol: str, reason: Reason, detail: str, *, index: int | None = None
     ) -> None:
+        detail = printable(detail)
         super().__init__(f"{protocol}: {reason}: {detail}")
         self.protocol = protocol
         self.reason = reason

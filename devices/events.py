@@ -8,7 +8,7 @@ change or remove what is here. `docs/schema/event.v1.json` is generated from the
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, get_args
 
 import orjson
@@ -25,6 +25,7 @@ from pydantic import (
 __all__ = [
     "ALARM_KINDS",
     "COMMON_FIELDS",
+    "EARLIEST",
     "EVENT_ADAPTER",
     "KINDS",
     "Event",
@@ -35,11 +36,37 @@ __all__ = [
 ]
 
 
+# No event is older than this: a time before it is a clock that was never set (a watch
+# booting at 1970 or 2000-00-00), and year-1 times overflow date arithmetic downstream.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+
+
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 has no UTC form: a ValueError, not a crash
+        if value.year > EARLIEST.year:
+            raise ValueError("after 9999-12-31T23:59:59Z") from None
+        value = EARLIEST - timedelta(days=1)  # refused just below, with its reason
+    if value < EARLIEST:
+        raise ValueError("before 2000-01-01T00:00:00Z (a device clock that was never set)")
+    return value
+
+
+def _storable(value: str) -> str:
+    """PostgreSQL's text and jsonb refuse NUL, and JSON cannot carry a lone surrogate."""
+    if "\x00" in value:
+        raise ValueError("contains NUL (\\u0000), which cannot be stored")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("contains a lone surrogate (not valid Unicode text)") from None
+    return value
 
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+# Every string of an event: it is stored in PostgreSQL as it is.
+Text = Annotated[str, AfterValidator(_storable)]
 Latitude = Annotated[float, Field(ge=-90, le=90)]
 Longitude = Annotated[float, Field(ge=-180, le=180)]
 
@@ -52,18 +79,32 @@ ALARM_KINDS = frozenset({"sos", "fall"})
 
 
 class _Base(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinities have no JSON form (they would be written as null).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    event_id: str = Field(description="stable id: equal for a redelivered message")
-    device_id: str
-    ts: UtcDatetime = Field(description="device time (UTC)")
+    event_id: Text = Field(description="stable id: equal for a redelivered message")
+    device_id: Text
+    ts: UtcDatetime = Field(description="device time (UTC), not before 2000-01-01")
     received_at: UtcDatetime = Field(description="when carewatch received it (UTC)")
-    source: str = Field(description="name of the codec that decoded it")
+    source: Text = Field(description="name of the codec that decoded it")
     device_ts: UtcDatetime | None = Field(
         None,
         description="the device's own time, kept when carewatch replaced an implausible one "
         "(e.g. far in the future) with received_at; absent otherwise",
     )
+
+
+# An alarm kept although parts of it were invalid (devices/codecs/salvage.py): what was
+# dropped or replaced. Set by carewatch, never by a device.
+Salvaged = Annotated[
+    list[Annotated[Text, Field(max_length=80)]] | None,
+    Field(
+        description="set when carewatch kept this alarm although parts of it were invalid: "
+        "what it dropped or replaced ('ts': the device time, replaced by received_at; "
+        "'position': lat and lon; 'msg_id'; 'unknown_field:NAME'; 'invalid_field:NAME'; "
+        "'fields': all of them); absent otherwise",
+    ),
+]
 
 
 def _at_least_one(model: BaseModel, names: tuple[str, ...]) -> None:
@@ -85,6 +126,11 @@ class LocationEvent(_Base):
     course_deg: Annotated[float, Field(ge=0, le=360)] | None = None
     altitude_m: float | None = None
     satellites: Annotated[int, Field(ge=0, le=1000)] | None = None
+    fix: bool | None = Field(
+        None,
+        description="false: the device has no current fix and this is its last known "
+        "position (not where the wearer is now; no geofence decision uses it); absent: a fix",
+    )
 
 
 _VITALS = (
@@ -133,6 +179,7 @@ class SosEvent(_Base):
     kind: Literal["sos"]
     lat: Latitude | None = None
     lon: Longitude | None = None
+    salvaged: Salvaged = None
 
     @model_validator(mode="after")
     def _position(self) -> SosEvent:
@@ -146,6 +193,7 @@ class FallEvent(_Base):
     lon: Longitude | None = None
     confirmed: bool | None = None
     cancelled: bool | None = Field(None, description="the wearer cancelled a reported fall")
+    salvaged: Salvaged = None
 
     @model_validator(mode="after")
     def _position(self) -> FallEvent:
@@ -160,13 +208,13 @@ class HeartbeatEvent(_Base):
 class GeofenceEvent(_Base):
     kind: Literal["geofence"]
     transition: Literal["enter", "leave"]
-    zone: Annotated[str, Field(min_length=1, max_length=128)]
+    zone: Annotated[Text, Field(min_length=1, max_length=128)]
 
 
 class SensorEvent(_Base):
     kind: Literal["sensor"]
-    sensor: Annotated[str, Field(min_length=1, max_length=64, description="door, bed, smoke...")]
-    state: bool | float | Annotated[str, Field(max_length=64)]
+    sensor: Annotated[Text, Field(min_length=1, max_length=64, description="door, bed, smoke...")]
+    state: bool | float | Annotated[Text, Field(max_length=64)]
 
 
 class WornEvent(_Base):
@@ -193,8 +241,9 @@ KINDS = frozenset(
 )
 
 
-# What a redelivery of the same message may change: not part of its identity.
-_NOT_CONTENT = frozenset({"event_id", "received_at", "source", "device_ts"})
+# What a redelivery of the same message may change, and what carewatch adds about how it
+# read the message: not part of its identity.
+_NOT_CONTENT = frozenset({"event_id", "received_at", "source", "device_ts", "salvaged"})
 
 
 def compute_event_id(event: Event, msg_id: str | None) -> str:
@@ -206,7 +255,7 @@ def compute_event_id(event: Event, msg_id: str | None) -> str:
     """
     if msg_id is not None:
         return _message_id(event.device_id, event.kind, msg_id)
-    key = event.model_dump(mode="json", exclude={"event_id", "received_at", "source", "device_ts"})
+    key = event.model_dump(mode="json", exclude=set(_NOT_CONTENT))
     return _digest({k: v for k, v in key.items() if v is not None})
 
 

@@ -8,6 +8,8 @@ from datetime import datetime
 
 import orjson
 
+from devices.errors import printable
+
 __all__ = ["Reject", "dlq_record"]
 
 
@@ -33,7 +35,9 @@ def dlq_record(
     return orjson.dumps(
         {
             "reason": reject.reason,
-            "detail": reject.detail,
+            # A detail may quote what a device sent (a NUL, a lone surrogate): the record
+            # must still be written, or the whole message would be lost with it.
+            "detail": printable(reject.detail),
             "protocol": reject.protocol,
             "index": reject.index,
             "topic": topic,

@@ -3,6 +3,10 @@
 Each check names its reason (the DLQ record's `reason` and the metric label). Alarms are
 never refused for rate or time: an SOS from a device that is flooding, or whose clock is
 wrong, still goes through (with its time corrected and flagged).
+
+Times are bounded on both sides: too far ahead here (`check_times`), before 2000 already
+in the event model (`devices.events`), where the codecs keep an alarm at its receive time
+(`devices.codecs.salvage`) and refuse anything else as `invalid_timestamp`.
 """
 
 from __future__ import annotations

@@ -45,6 +45,8 @@ class Fix:
     course_deg: float = 0.0
     altitude_m: float = 0.0
     satellites: int = 8
+    # False: the watch has no fix now and repeats this, its last one (validity `V`).
+    current: bool = True
 
 
 @dataclass(frozen=True)
@@ -175,7 +177,7 @@ def _position(fix: Fix | None) -> str:
         return "V,0.000000,N,0.0000000,E,0.00,0.0,0.0,0"
     return ",".join(
         (
-            "A",
+            "A" if fix.current else "V",
             f"{abs(fix.lat):.6f}",
             "S" if fix.lat < 0 else "N",
             f"{abs(fix.lon):.7f}",

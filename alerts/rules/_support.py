@@ -1,15 +1,27 @@
-"""Small helpers the rules share: times in state, local time windows, the configuration."""
+"""Small helpers the rules share: times in state, local time windows, the configuration.
+
+Date arithmetic here never overflows: ingest refuses device times before 2000, but state
+stored earlier (and events read back from it) may hold times near year 1 or 9999, where
+`ts + timedelta(...)` or `ts.astimezone(zone)` raise OverflowError and would stop a worker.
+"""
 
 from __future__ import annotations
 
 import functools
 import zoneinfo
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from alerts.rules.base import Context
 from alerts.rules.config import RulesConfig, parse_window, rules_config
 
-__all__ = ["active_seconds", "config", "in_window", "iso", "local_time", "parse_ts"]
+__all__ = ["active_seconds", "config", "in_window", "iso", "local_time", "parse_ts", "shift"]
+
+_MIN = datetime.min.replace(tzinfo=UTC)
+_MAX = datetime.max.replace(tzinfo=UTC)
+# The span `active_seconds` walks day by day: wider than any time a rule counts, narrow
+# enough that the walk and the local dates on both ends stay within datetime's years.
+_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 def config(ctx: Context) -> RulesConfig:
@@ -19,16 +31,32 @@ def config(ctx: Context) -> RulesConfig:
 
 def iso(ts: datetime) -> str:
     """A UTC time as state keeps it (and as timer keys spell it)."""
-    return ts.astimezone(UTC).isoformat()
+    return _in(ts, UTC).isoformat()
 
 
 def parse_ts(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+def shift(ts: datetime, delta: timedelta) -> datetime:
+    """`ts + delta`, held at the ends of datetime's range instead of overflowing."""
+    try:
+        return ts + delta
+    except OverflowError:
+        return _MAX if delta > timedelta(0) else _MIN
+
+
 def local_time(ts: datetime, tz: str) -> str:
     """A time for a summary, in the resident's time zone."""
-    return ts.astimezone(_zone(tz)).strftime("%Y-%m-%d %H:%M")
+    return _in(ts, _zone(tz)).strftime("%Y-%m-%d %H:%M")
+
+
+def _in(ts: datetime, zone: tzinfo) -> datetime:
+    """`ts` in `zone`; as it is where that would leave datetime's years (1-9999)."""
+    try:
+        return ts.astimezone(zone)
+    except OverflowError:
+        return ts
 
 
 @functools.lru_cache(maxsize=64)
@@ -39,7 +67,7 @@ def _zone(name: str) -> zoneinfo.ZoneInfo:
 def in_window(ts: datetime, window: str, tz: str) -> bool:
     """Whether `ts` falls inside the local-time window (which may cross midnight)."""
     start, end = parse_window(window)
-    local = ts.astimezone(_zone(tz))
+    local = _in(ts, _zone(tz))
     minute = local.hour * 60 + local.minute + local.second / 60
     if start < end:
         return start <= minute < end
@@ -51,6 +79,7 @@ def active_seconds(
 ) -> float:
     """Seconds of [start, end) that fall inside the daily local-time window; stops counting
     once past `limit` (so a long silence costs a few days' arithmetic, not one per day)."""
+    start, end = max(start, _EARLIEST), min(end, _LATEST)  # more than any limit counts
     if end <= start:
         return 0.0
     zone = _zone(tz)

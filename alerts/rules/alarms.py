@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from alerts.rules._support import config, iso, parse_ts
+from alerts.rules._support import config, iso, parse_ts, shift
 from alerts.rules.base import Context, Decision, RaiseAlert, ResolveAlert, Rule
 from devices.events import Event, FallEvent, SosEvent
 
@@ -98,11 +98,12 @@ def _uncancelled(falls: list[list[Any]]) -> list[list[Any]]:
 
 
 def _within(fall: datetime, cancel: datetime, window: timedelta) -> bool:
-    return fall <= cancel <= fall + window
+    return fall <= cancel <= shift(fall, window)
 
 
 def _recent(entries: list[list[Any]], newest: datetime) -> list[list[Any]]:
-    return [e for e in entries if parse_ts(e[0]) >= newest - _HOLD][-_MAX_KEPT:]
+    oldest = shift(newest, -_HOLD)
+    return [e for e in entries if parse_ts(e[0]) >= oldest][-_MAX_KEPT:]
 
 
 def _resolve(event: FallEvent, ts: datetime, key: str) -> ResolveAlert:
@@ -111,7 +112,10 @@ def _resolve(event: FallEvent, ts: datetime, key: str) -> ResolveAlert:
 
 def _raise(event: SosEvent | FallEvent, kind: str, summary: str) -> RaiseAlert:
     where = f" at {event.lat:.5f},{event.lon:.5f}" if event.lat is not None else " (no position)"
-    return RaiseAlert.for_event(event, kind, "critical", summary + where, event.lat, event.lon)
+    # The operator should know that the time (or the position) is carewatch's best guess.
+    dropped = f"; invalid data dropped: {', '.join(event.salvaged)}" if event.salvaged else ""
+    summary += where + dropped
+    return RaiseAlert.for_event(event, kind, "critical", summary, event.lat, event.lon)
 
 
 RULE = Rule(name="alarms", evaluate=evaluate)

@@ -11,6 +11,8 @@ zone of the same name.
 
 Device time drives the state: a fix or geofence event no newer than the newest one
 processed is history and changes nothing (a late fix does not move a resident back out).
+A `location` with `fix: false` is a device's last known position, not where the resident
+is: it decides nothing and is not even counted as the newest position.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ _EARTH_RADIUS_M = 6_371_008.8  # mean radius (IUGG)
 def evaluate(event: Event, state: dict[str, Any], ctx: Context) -> list[Decision]:
     if not isinstance(event, LocationEvent | GeofenceEvent):
         return []
+    if isinstance(event, LocationEvent) and event.fix is False:
+        return []  # a stale position: it would raise (or resolve) on where they were
     cfg = config(ctx)
     if not cfg.geofence.enabled:
         return []

@@ -8,15 +8,41 @@ escapes a codec, whatever the bytes.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from devices.errors import DecodeError
+import orjson
+
+from devices.errors import DecodeError, Reason
 from devices.events import Event
 
-__all__ = ["Codec", "Decoded", "Message"]
+__all__ = ["Codec", "Decoded", "Message", "load_json"]
+
+
+def load_json(protocol: str, payload: bytes) -> Any:
+    """The JSON document of a payload; DecodeError(INVALID_JSON) if it is not one.
+
+    orjson refuses, for the whole document, some JSON it cannot represent: a lone surrogate
+    escape (`"\\ud800"`) and a number beyond double range (`1e400`). Such a value may sit in
+    a field nobody reads, or next to an SOS: those documents are read by the standard
+    library instead, so that only the field holding the value is refused, by the model.
+    """
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        error = exc
+    try:
+        return json.loads(payload.decode("utf-8"), parse_constant=_no_constant)
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError included
+        raise DecodeError(protocol, Reason.INVALID_JSON, str(error)) from None
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")  # NaN and Infinity: refused, as orjson does
 
 
 @dataclass

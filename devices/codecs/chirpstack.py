@@ -62,7 +62,7 @@ def _uplink(doc: JsonFields, info: JsonFields) -> Uplink:
         detail = "joinServerContext set: data is encrypted (ChirpStack has no AppSKey)"
         raise DecodeError(NAME, Reason.MISSING_PAYLOAD, detail)
     f_cnt = doc.uint("fCnt", U32) or 0
-    heard = doc.time("time")
+    heard, time_problem = doc.soft_time("time")
     tags = info.obj("tags")
     return Uplink(
         payload=doc.b64("data") or b"",
@@ -72,6 +72,7 @@ def _uplink(doc: JsonFields, info: JsonFields) -> Uplink:
         network_time=heard,
         model=tags.text("model") if tags else None,
         model_hint=info.text("deviceProfileName"),
+        time_problem=time_problem,
     )
 
 

@@ -9,7 +9,10 @@ it and turns its readings into canonical events:
   payload formatter's output in the envelope (TTN `decoded_payload`, ChirpStack `object`) is
   ignored, so editing a formatter on the network server cannot change what carewatch alerts on.
 - Time: these devices have no clock, so `ts` is the network server's receive time. Records a
-  device stored and re-sent keep the device time they carry.
+  device stored and re-sent keep the device time they carry. A network time that is there
+  but broken (not RFC 3339 with an offset, before 2000) rejects the readings it would date
+  as `invalid_timestamp`, except alarms: an sos or fall is never lost for a side field, it
+  is kept at carewatch's receive time and flagged (`devices.codecs.salvage`).
 - Identity: each event's msg_id is `{uplink key}/{reading index}`. The key is the frame
   counter plus what keeps it unique after a rejoin restarts the counter at 0 (the session or
   deduplication id and the network receive time). A redelivered MQTT message is the same
@@ -27,13 +30,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn
 
-import orjson
 from pydantic import ValidationError
 
 from devices.codecs import milesight
-from devices.codecs.base import Decoded, Message
+from devices.codecs.base import Decoded, Message, load_json
+from devices.codecs.salvage import Dropped, make_alarm
 from devices.errors import DecodeError, Reason
-from devices.events import Event, make_event
+from devices.events import ALARM_KINDS, Event, make_event
 
 __all__ = ["MAX_FRAME", "U32", "JsonFields", "Uplink", "decode_uplink", "uplink_key"]
 
@@ -53,6 +56,9 @@ class Uplink:
     network_time: datetime | None  # when the network server heard it; None: not given
     model: str | None = None  # the model the envelope names (TTN model_id, ChirpStack tag)
     model_hint: str | None = None  # free text that may name a model (ChirpStack profile name)
+    # Why the envelope's network time could not be read (network_time is None then): costs
+    # the readings that would be dated by it, never an alarm.
+    time_problem: DecodeError | None = None
 
 
 def uplink_key(f_cnt: int, *unique: str | datetime | None) -> str:
@@ -68,9 +74,18 @@ def decode_uplink(protocol: str, uplink: Uplink, message: Message) -> Decoded:
     out = Decoded()
     for index, (kind, fields) in enumerate(readings):
         try:
-            out.events.append(_event(protocol, message, uplink, index, kind, fields))
+            if kind in ALARM_KINDS:
+                event, salvaged = _alarm(protocol, message, uplink, index, kind, fields)
+                out.rejects += [salvaged] if salvaged is not None else []
+            else:
+                event = _event(protocol, message, uplink, index, kind, fields)
+        except DecodeError as err:
+            out.rejects.append(err)
+            continue
         except ValidationError as exc:
             out.rejects.append(_invalid(protocol, kind, exc, index))
+            continue
+        out.events.append(event)
     if readings.error is not None:
         out.rejects.append(_restamp(protocol, readings.error))
     return out
@@ -116,6 +131,9 @@ def _event(
     protocol: str, message: Message, uplink: Uplink, index: int, kind: str, fields: dict[str, Any]
 ) -> Event:
     fields = dict(fields)
+    if "ts" not in fields and uplink.time_problem is not None:
+        problem = uplink.time_problem
+        raise DecodeError(protocol, problem.reason, f"{kind}: {problem.detail}", index=index)
     ts = fields.pop("ts", uplink.network_time)
     return make_event(
         device_id=message.device_id,
@@ -128,10 +146,26 @@ def _event(
     )
 
 
+def _alarm(
+    protocol: str, message: Message, uplink: Uplink, index: int, kind: str, fields: dict[str, Any]
+) -> tuple[Event, DecodeError | None]:
+    fields = dict(fields)
+    dropped = Dropped()
+    if "ts" not in fields and uplink.time_problem is not None:
+        dropped.add("ts", f"{uplink.time_problem.detail}; the receive time stands in")
+    ts = fields.pop("ts", uplink.network_time)
+    return make_alarm(
+        protocol, device_id=message.device_id, kind=kind, ts=ts,
+        received_at=message.received_at, fields=fields, msg_id=f"{uplink.key}/{index}",
+        dropped=dropped, index=index,
+    )  # fmt: skip
+
+
 def _invalid(protocol: str, kind: str, exc: ValidationError, index: int) -> DecodeError:
     first = exc.errors(include_url=False)[0]
-    where = ".".join([kind, *(str(part) for part in first["loc"][1:])])
-    return DecodeError(protocol, Reason.INVALID_FIELD, f"{where}: {first['msg']}", index=index)
+    loc = [str(part) for part in first["loc"][1:]]
+    reason = Reason.INVALID_TIMESTAMP if loc[:1] == ["ts"] else Reason.INVALID_FIELD
+    return DecodeError(protocol, reason, f"{'.'.join([kind, *loc])}: {first['msg']}", index=index)
 
 
 def _restamp(protocol: str, err: DecodeError) -> DecodeError:
@@ -150,10 +184,7 @@ class JsonFields:
 
     @classmethod
     def load(cls, protocol: str, payload: bytes) -> JsonFields:
-        try:
-            doc = orjson.loads(payload)
-        except orjson.JSONDecodeError as exc:
-            raise DecodeError(protocol, Reason.INVALID_JSON, str(exc)) from None
+        doc = load_json(protocol, payload)
         if not isinstance(doc, dict):
             got = type(doc).__name__ if doc is not None else "null"
             raise DecodeError(protocol, Reason.NOT_AN_OBJECT, f"want an object, got {got}")
@@ -194,6 +225,14 @@ class JsonFields:
         if moment is None or moment.tzinfo is None:
             self._fail(Reason.INVALID_TIMESTAMP, key, f"want RFC 3339 with offset, got {value!r}")
         return moment
+
+    def soft_time(self, key: str) -> tuple[datetime | None, DecodeError | None]:
+        """`time`, with its error returned rather than raised: a network time is a side
+        field, which must not cost an uplink its alarms."""
+        try:
+            return self.time(key), None
+        except DecodeError as err:
+            return None, err
 
     def b64(self, key: str) -> bytes | None:
         value = self.text(key)

@@ -34,10 +34,9 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-import orjson
 from pydantic import ValidationError
 
-from devices.codecs.base import Codec, Decoded, Message
+from devices.codecs.base import Codec, Decoded, Message, load_json
 from devices.errors import DecodeError, Reason
 from devices.events import Event, make_event
 
@@ -157,10 +156,7 @@ def decode(payload: bytes, device_id: str, received_at: datetime) -> Decoded:
 
 
 def _load(payload: bytes) -> dict[str, Any]:
-    try:
-        doc = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise DecodeError(NAME, Reason.INVALID_JSON, str(exc)) from None
+    doc = load_json(NAME, payload)
     if not isinstance(doc, dict):
         raise DecodeError(NAME, Reason.NOT_AN_OBJECT, f"want an object, got {_type(doc)}")
     return doc

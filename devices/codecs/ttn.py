@@ -67,7 +67,8 @@ def _uplink(doc: JsonFields) -> Uplink:
         raise DecodeError(NAME, Reason.MISSING_PAYLOAD, "no uplink_message: not an uplink")
     f_cnt = up.uint("f_cnt", U32) or 0
     # The Network Server's receive time; the Application Server's if that is missing.
-    heard = up.time("received_at") or doc.time("received_at")
+    where = up if up.has("received_at") else doc
+    heard, time_problem = where.soft_time("received_at")
     versions = up.obj("version_ids")
     return Uplink(
         payload=up.b64("frm_payload") or b"",
@@ -76,6 +77,7 @@ def _uplink(doc: JsonFields) -> Uplink:
         key=uplink_key(f_cnt, up.text("session_key_id"), heard),
         network_time=heard,
         model=versions.text("model_id") if versions else None,
+        time_problem=time_problem,
     )
 
 

@@ -20,9 +20,12 @@ bit field), then cells and Wi-Fi. Cells and Wi-Fi are not read: the canonical ev
 no field for them, and positioning from them needs a lookup service (the raw frame keeps
 them).
 
-Safety: an alarm never depends on a position. A frame without a valid, non-zero fix
-gives no location event, and its sos/fall carry no lat/lon. An AL frame always alerts:
-with no recognised alarm bit, or a body we cannot read, it is an SOS.
+Safety: an alarm never depends on a position. A frame without a valid fix (`V`) gives
+its coordinates as a `location` with `fix: false` (the last known position: no geofence
+decision uses it), and its sos/fall carry no lat/lon; zero coordinates give no location.
+An AL frame always alerts: with no recognised alarm bit, or a body we cannot read, it is an
+SOS; an sos/fall whose time or position the event model refuses is kept without it
+(`devices.codecs.salvage`).
 """
 
 from __future__ import annotations
@@ -36,9 +39,10 @@ from zoneinfo import ZoneInfo
 from pydantic import ValidationError
 
 from devices.codecs.base import Codec, Decoded, Message
+from devices.codecs.salvage import Dropped, make_alarm
 from devices.codecs.watch_frames import DEVICE_ID, PROTOCOL, Frame, parse_frame
 from devices.errors import DecodeError, Reason
-from devices.events import make_event
+from devices.events import ALARM_KINDS, make_event
 
 __all__ = [
     "ALARM_BITS",
@@ -123,6 +127,24 @@ def decode_frame(frame: Frame, received_at: datetime, clock: tzinfo = UTC) -> De
     Note that `SOS` and `FALLDOWN` frames are such acknowledgements, never alarms."""
     kind = frame.content_type.upper()
     out = _Out(frame.device_id, received_at, clock)
+    try:
+        _decode_type(out, kind, frame)
+    except DecodeError:
+        raise
+    except Exception as exc:  # a bug here costs what was not decoded yet, never an alarm
+        _crashed(out, kind, exc)
+    return out.decoded
+
+
+def _crashed(out: _Out, kind: str, exc: Exception) -> None:
+    out.reject(Reason.INTERNAL_ERROR, repr(exc)[:500])
+    if kind.startswith("AL") and not any(e.kind in ALARM_KINDS for e in out.decoded.events):
+        dropped = Dropped()
+        dropped.add("fields", "the decoder failed: see the internal_error record")
+        out.alarm("sos", None, {}, dropped)
+
+
+def _decode_type(out: _Out, kind: str, frame: Frame) -> None:
     if kind == "LK":
         _keep_alive(out, _fields(frame))
     elif kind == "INIT":
@@ -133,7 +155,6 @@ def decode_frame(frame: Frame, received_at: datetime, clock: tzinfo = UTC) -> De
         _position_report(out, _fields(frame), alarm=True)
     elif kind in _VITALS:
         _VITALS[kind](out, _fields(frame))
-    return out.decoded
 
 
 # -- building the result -----------------------------------------------------------
@@ -153,6 +174,9 @@ class _Out:
         # so an id from it would make a new SOS look like a redelivered old one (dropped).
         # The content hash is stable for frames with device time; for the others (LK,
         # vitals) ts is the receive time and a redelivery is a harmless duplicate.
+        if kind in ALARM_KINDS:
+            self.alarm(kind, ts, fields)
+            return
         try:
             event = make_event(
                 device_id=self.device_id,
@@ -163,18 +187,31 @@ class _Out:
                 fields=fields,
             )
         except ValidationError as exc:
-            self.reject(Reason.INVALID_FIELD, f"{kind}: {_first_error(exc)}")
+            where, problem = _first_error(exc)
+            reason = Reason.INVALID_TIMESTAMP if where == "ts" else Reason.INVALID_FIELD
+            self.reject(reason, f"{kind}: {where}: {problem}")
             return
         self.decoded.events.append(event)
+
+    def alarm(
+        self, kind: str, ts: datetime | None, fields: dict[str, Any], dropped: Dropped | None = None
+    ) -> None:
+        """An sos or fall is kept, without what the model refuses (flagged, reported)."""
+        event, salvaged = make_alarm(
+            NAME, device_id=self.device_id, kind=kind, ts=ts, received_at=self.received_at,
+            fields=fields, dropped=dropped,
+        )  # fmt: skip
+        self.decoded.events.append(event)
+        if salvaged is not None:
+            self.decoded.rejects.append(salvaged)
 
     def reject(self, reason: Reason, detail: str) -> None:
         self.decoded.rejects.append(DecodeError(NAME, reason, detail))
 
 
-def _first_error(exc: ValidationError) -> str:
+def _first_error(exc: ValidationError) -> tuple[str, str]:
     first = exc.errors(include_url=False)[0]
-    where = ".".join(str(part) for part in first["loc"][1:]) or "event"
-    return f"{where}: {first['msg']}"
+    return ".".join(str(part) for part in first["loc"][1:]) or "event", first["msg"]
 
 
 def _fields(frame: Frame) -> list[str]:
@@ -218,7 +255,9 @@ class _Report:
     """The readable parts of a position report; None where a field is broken."""
 
     ts: datetime | None = None
-    fix: dict[str, Any] | None = None  # location fields, only for a valid non-zero fix
+    # location fields for non-zero coordinates; with `fix: False` when the watch has no
+    # fix (`V`): its last known position
+    fix: dict[str, Any] | None = None
     battery: float | None = None
     steps: int | None = None
     status: int | None = None
@@ -230,7 +269,7 @@ def _position_report(out: _Out, values: list[str], *, alarm: bool) -> None:
         detail = f"position report has {len(values)} of {_POSITION_FIELDS} fields"
         if not alarm:
             raise DecodeError(NAME, Reason.TRUNCATED, detail)
-        out.emit("sos", None, {})  # an unreadable alarm is still an alarm
+        out.alarm("sos", None, {})  # an unreadable alarm is still an alarm
         out.reject(Reason.TRUNCATED, detail)
         return
     report = _read_report(values, out.clock)
@@ -273,23 +312,30 @@ def _timestamp(date: str, time: str, clock: tzinfo, report: _Report) -> datetime
 
 
 def _fix(values: list[str], report: _Report) -> dict[str, Any] | None:
-    """Location fields if the watch has a valid fix at a real place, else None."""
+    """Location fields for a real place, else None; `fix: False` without a valid fix."""
     validity = values[2].strip().upper()
     if validity not in ("A", "V"):
         report.problems.append((Reason.INVALID_FIELD, f"validity {values[2][:8]!r} not A/V"))
         return None
-    if validity == "V":
-        return None  # no fix: whatever the coordinates say is stale or empty
     lat, lon = _coordinate(values[3], values[4], "NS"), _coordinate(values[5], values[6], "EW")
     if lat is None or lon is None or abs(lat) > 90 or abs(lon) > 180:
-        report.problems.append((Reason.INVALID_FIELD, f"coordinates {values[3:7]}"))
+        if validity == "A":  # with `V` the watch said itself that it has no position
+            report.problems.append((Reason.INVALID_FIELD, f"coordinates {values[3:7]}"))
         return None
     if abs(lat) < 1e-6 and abs(lon) < 1e-6:
-        return None  # the 0,0 some watches send with 'A' before their first fix
+        return None  # no position at all: the 0,0 of a watch before its first fix
     fix: dict[str, Any] = {"lat": lat, "lon": lon}
+    if validity == "V":
+        # The position of the last fix (watches repeat it): worth keeping for an operator
+        # looking for someone, flagged so that nothing takes it for where they are now.
+        fix["fix"] = False
+    return _extras(values, fix)
+
+
+def _extras(values: list[str], fix: dict[str, Any]) -> dict[str, Any]:
+    """Optional extras: kept when plausible, dropped (not rejected) when not."""
     speed, course, altitude = (_number(v) for v in values[7:10])
     satellites = _count(values[10])
-    # Optional extras: kept when plausible, dropped (not rejected) when not.
     if speed is not None and speed >= 0:
         fix["speed_kmh"] = speed
     if course is not None and 0 <= course <= 360:
@@ -318,7 +364,8 @@ def _alarms(out: _Out, report: _Report, *, alarm: bool) -> None:
     receive time rather than losing the alarm (telemetry, which a watch may upload late,
     is rejected instead: see `_telemetry`)."""
     status = report.status or 0
-    position = {"lat": report.fix["lat"], "lon": report.fix["lon"]} if report.fix else {}
+    fix = report.fix if report.fix and report.fix.get("fix") is not False else None
+    position = {"lat": fix["lat"], "lon": fix["lon"]} if fix else {}  # a current one only
     if status & STATUS_SOS or (alarm and not status & ALARM_BITS):
         out.emit("sos", report.ts, position)
     if status & (STATUS_FALL | STATUS_FALL_2):

@@ -67,3 +67,27 @@ def test_a_watch_clock_zone_as_the_registry_would_give_it(
     assert code == 0 and events[0]["ts"] == "2026-11-22T00:30:12Z"
     code, events, err = _run(capsys, tmp_path, frame, *args, "--clock-tz", "Mars/Olympus")
     assert code == 2 and events == [] and "Mars/Olympus" in err and "IANA" in err
+
+
+def test_a_watch_frame_names_its_device_when_no_topic_is_given(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    capture = b"[3G*8800000001*0002*LK]\n[SG*8800000002*0008*heart,72]\n"
+    code, events, err = _run(capsys, tmp_path, capture, "--format", "watch")
+    assert code == 0 and err == ""
+    assert [(e["device_id"], e["kind"]) for e in events] == [
+        ("8800000001", "heartbeat"),
+        ("8800000002", "vitals"),
+    ]
+    code, events, err = _run(capsys, tmp_path, b"no frame here", "--format", "watch")
+    assert code == 2 and events == [] and err.startswith("invalid_frame: ")
+
+
+def test_a_salvaged_alarm_prints_the_event_and_says_what_was_dropped(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    payload = b'{"kind": "sos", "ts": "yesterday", "lat": 1000, "lon": 121.5}'
+    code, events, err = _run(capsys, tmp_path, payload, "--format", "native")
+    assert code == 2 and [e["kind"] for e in events] == ["sos"]
+    assert events[0]["salvaged"] == ["ts", "position"] and "lat" not in events[0]
+    assert err.startswith("salvaged_alarm: sos kept without: ts (")

@@ -69,3 +69,39 @@ def test_events_are_immutable_and_strict() -> None:
         event.device_id = "other"  # type: ignore[misc]
     with pytest.raises(ValidationError):
         _event(ts=datetime(2026, 11, 22))  # naive: which zone?
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"kind": "geofence", "transition": "leave", "zone": "h\x00me"},
+        {"kind": "sensor", "sensor": "door", "state": "op\x00en"},
+        {"kind": "sensor", "sensor": "do\ud800r", "state": "open"},
+        {"kind": "heartbeat", "ts": datetime(1999, 12, 31, 23, 59, tzinfo=UTC)},
+        {"kind": "heartbeat", "ts": "0001-01-01T00:00:00+01:00"},  # no UTC form: not a crash
+        {"kind": "battery", "battery_pct": float("nan")},
+        {"kind": "location", "lat": 1, "lon": 2, "altitude_m": float("inf")},
+    ],
+)
+def test_what_postgresql_or_json_cannot_hold_is_refused(fields: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        _event(**fields)
+
+
+def test_a_worker_refuses_a_stored_record_it_could_not_store() -> None:
+    # Written before the model refused them: a worker sets such a record aside (DLQ)
+    # instead of failing every batch that holds it.
+    good = orjson.loads(event_to_json(_event(kind="geofence", transition="leave", zone="home")))
+    for change in ({"zone": "h\x00me"}, {"ts": "0001-01-01T00:00:00Z"}):
+        with pytest.raises(ValidationError):
+            event_from_json(orjson.dumps({**good, **change}))
+
+
+def test_contract_extensions_are_optional_and_absent_by_default() -> None:
+    sos, location = _event(), _event(kind="location", lat=31.2, lon=121.5)
+    assert sos.salvaged is None and location.fix is None  # type: ignore[union-attr]
+    assert "salvaged" not in orjson.loads(event_to_json(sos))
+    stale = _event(kind="location", lat=31.2, lon=121.5, fix=False)
+    assert orjson.loads(event_to_json(stale))["fix"] is False
+    salvaged = _event(salvaged=["ts"])
+    assert salvaged.event_id == sos.event_id  # how carewatch read it is not its identity

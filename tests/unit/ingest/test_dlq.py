@@ -42,3 +42,19 @@ def test_oversized_payload_is_truncated_and_says_so() -> None:
     )
     assert doc["payload_size"] == 1000 and doc["payload_truncated"] is True
     assert base64.b64decode(doc["payload_b64"]) == b"x" * 10
+
+
+def test_a_detail_quoting_what_a_device_sent_can_always_be_written() -> None:
+    # Details may quote device input: a lone surrogate cannot be encoded as JSON, and an
+    # unwritable record would cost the whole message (its SOS included) with it.
+    doc = orjson.loads(
+        dlq_record(
+            Reject("unknown_field", "'\ud800x\x00' is not a field", "native", 0),
+            topic="t",
+            device_id="d1",
+            payload=b"{}",
+            received_at=NOW,
+            keep_bytes=10,
+        )
+    )
+    assert doc["detail"] == "'\\ud800x\\x00' is not a field"

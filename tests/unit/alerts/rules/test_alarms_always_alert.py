@@ -47,3 +47,9 @@ def test_other_kinds_do_not_alarm() -> None:
 
 def test_the_alarm_rule_is_registered() -> None:
     assert "alarms" in {rule.name for rule in RULES}
+
+
+def test_a_salvaged_alarm_alerts_and_tells_the_operator_what_was_dropped() -> None:
+    (decision,) = evaluate(_event("sos", salvaged=["ts", "position"]), {}, CTX)
+    assert decision.kind == "sos" and decision.lat is None
+    assert decision.summary.endswith("(no position); invalid data dropped: ts, position")

@@ -260,9 +260,6 @@ TTN_REJECTS: list[tuple[str, Any, Reason]] = [
     ("uplink_message.f_cnt", True, Reason.INVALID_FIELD),
     ("uplink_message.f_cnt", 2**32, Reason.INVALID_FIELD),
     ("uplink_message.f_port", 256, Reason.INVALID_FIELD),
-    ("uplink_message.received_at", "yesterday", Reason.INVALID_TIMESTAMP),
-    ("uplink_message.received_at", "2020-02-12T15:15:45", Reason.INVALID_TIMESTAMP),
-    ("uplink_message.received_at", 1581520545, Reason.INVALID_TIMESTAMP),
     ("uplink_message.version_ids.model_id", "em300-th", Reason.UNKNOWN_MODEL),
     ("uplink_message.version_ids", ..., Reason.UNKNOWN_MODEL),
 ]
@@ -275,7 +272,6 @@ CHIRPSTACK_REJECTS: list[tuple[str, Any, Reason]] = [
     *(("data", frame, reason) for frame, reason in FRAMES),
     ("fCnt", -1, Reason.INVALID_FIELD),
     ("fPort", 1.5, Reason.INVALID_FIELD),
-    ("time", "2022-07-18", Reason.INVALID_TIMESTAMP),
     # An explicit model tag wins over a profile name, even one naming a model we decode.
     ("deviceInfo.tags.model", "em300-th", Reason.UNKNOWN_MODEL),
     ("deviceInfo.tags.model", 101, Reason.INVALID_FIELD),
@@ -311,6 +307,27 @@ def test_what_is_not_a_json_object(server: str, raw: bytes, reason: Reason) -> N
     with pytest.raises(DecodeError) as caught:
         _decode(CODECS[server], topic, raw)
     assert (caught.value.reason, caught.value.protocol) == (reason, server)
+
+
+BAD_TIMES = ["yesterday", "2020-02-12T15:15:45", 1581520545, "0001-01-01T00:00:00+01:00",
+             "1999-12-31T23:59:59Z"]  # fmt: skip
+PRESS_AND_BATTERY = _b64("0175" + "55" + "ff2e01")  # battery 85 %, then a press
+
+
+@pytest.mark.parametrize("value", BAD_TIMES)
+@pytest.mark.parametrize("server", sorted(CODECS))
+def test_a_broken_network_time_costs_the_readings_never_the_alarm(server: str, value: Any) -> None:
+    if server == "ttn":
+        doc = _with(TTN_PRESS, "uplink_message.frm_payload", PRESS_AND_BATTERY)
+        decoded = _ttn(_with(doc, "uplink_message.received_at", value))
+    else:
+        doc = _with(_with(CHIRPSTACK_PRESS, "data", PRESS_AND_BATTERY), "time", value)
+        decoded = _chirpstack(doc)
+    (sos,) = decoded.events
+    assert (sos.kind, sos.ts, sos.salvaged) == ("sos", NOW, ["ts"])
+    battery, salvaged = decoded.rejects
+    assert (battery.reason, battery.index) == (Reason.INVALID_TIMESTAMP, 0)
+    assert (salvaged.reason, salvaged.index) == (Reason.SALVAGED_ALARM, 1)
 
 
 def test_the_envelopes_are_valid_as_they_stand() -> None:

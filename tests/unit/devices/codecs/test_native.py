@@ -78,12 +78,20 @@ def test_a_batch_keeps_its_valid_elements_when_one_is_bad() -> None:
         ({"kind": "activity", "steps": 10**10}, Reason.INVALID_FIELD),
         (b'{"kind": "activity", "steps": 1' + b"0" * 30 + b"}", Reason.INVALID_FIELD),
         ({"kind": "battery", "battery_pct": 50, "colour": "red"}, Reason.UNKNOWN_FIELD),
-        ({"kind": "sos", "event_id": "x"}, Reason.UNKNOWN_FIELD),
-        ({"kind": "sos", "ts": "yesterday"}, Reason.INVALID_TIMESTAMP),
-        ({"kind": "sos", "ts": "2026-11-22T08:00:00"}, Reason.INVALID_TIMESTAMP),
-        ({"kind": "sos", "msg_id": ""}, Reason.INVALID_MSG_ID),
-        ({"kind": "sos", "msg_id": True}, Reason.INVALID_MSG_ID),
-        ({"kind": "sos", "lat": 31.2}, Reason.INVALID_FIELD),
+        ({"kind": "heartbeat", "event_id": "x"}, Reason.UNKNOWN_FIELD),
+        ({"kind": "heartbeat", "ts": "yesterday"}, Reason.INVALID_TIMESTAMP),
+        ({"kind": "heartbeat", "ts": "2026-11-22T08:00:00"}, Reason.INVALID_TIMESTAMP),
+        ({"kind": "heartbeat", "ts": "1999-12-31T23:59:59Z"}, Reason.INVALID_TIMESTAMP),
+        ({"kind": "heartbeat", "ts": "0001-01-01T00:00:00+01:00"}, Reason.INVALID_TIMESTAMP),
+        ({"kind": "heartbeat", "msg_id": ""}, Reason.INVALID_MSG_ID),
+        ({"kind": "heartbeat", "msg_id": True}, Reason.INVALID_MSG_ID),
+        ({"kind": "location", "lat": 31.2}, Reason.MISSING_FIELD),
+        ({"kind": "sensor", "sensor": "door", "state": "a\x00b"}, Reason.INVALID_FIELD),
+        ({"kind": "geofence", "transition": "leave", "zone": "h\x00me"}, Reason.INVALID_FIELD),
+        (b'{"kind": "sensor", "sensor": "door", "state": "\\ud800"}', Reason.INVALID_FIELD),
+        (b'{"kind": "battery", "battery_pct": 5, "\\udc00": 1}', Reason.UNKNOWN_FIELD),
+        ({"kind": "battery", "battery_pct": "nan"}, Reason.INVALID_FIELD),
+        ({"kind": "location", "lat": 1, "lon": 2, "altitude_m": "inf"}, Reason.INVALID_FIELD),
         ({"kind": "sos", "device_id": "someone-else"}, Reason.DEVICE_MISMATCH),
         ([{"kind": "heartbeat"}] * (native.MAX_BATCH + 1), Reason.BATCH_TOO_LARGE),
     ],
@@ -142,3 +150,118 @@ def test_any_json_object_decodes_or_raises_decode_error(doc: dict[str, object]) 
         pass
     except orjson.JSONEncodeError:
         pass  # hypothesis built something JSON cannot say (nan keys...): not a payload
+
+
+# -- alarms are salvaged, never dropped for a side field ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("alarm", "flags"),
+    [
+        ({"kind": "sos", "lat": 1000, "lon": 121.5}, ["position"]),
+        ({"kind": "sos", "lat": 31.2}, ["position"]),  # a latitude alone says nowhere
+        ({"kind": "sos", "lat": 31.2, "lon": "east"}, ["position"]),
+        ({"kind": "sos", "colour": "red"}, ["unknown_field:colour"]),
+        (
+            {"kind": "sos", "event_id": "x", "received_at": 1},
+            ["unknown_field:event_id", "unknown_field:received_at"],
+        ),
+        ({"kind": "sos", "ts": "yesterday"}, ["ts"]),
+        ({"kind": "sos", "ts": "2026-11-22T08:00:00"}, ["ts"]),  # no offset
+        ({"kind": "sos", "ts": "1999-12-31T23:59:59Z"}, ["ts"]),
+        ({"kind": "sos", "ts": "0001-01-01T00:00:00+01:00"}, ["ts"]),
+        ({"kind": "sos", "msg_id": ""}, ["msg_id"]),
+        ({"kind": "fall", "confirmed": "maybe"}, ["invalid_field:confirmed"]),
+        (
+            {"kind": "fall", "ts": True, "lat": 95, "lon": 0, "note": "\x00"},
+            ["ts", "position", "unknown_field:note"],
+        ),
+    ],
+)
+def test_an_alarm_is_kept_without_its_bad_side_fields(
+    alarm: dict[str, object], flags: list[str]
+) -> None:
+    decoded = decode(alarm)
+    (event,) = decoded.events
+    assert (event.kind, event.salvaged) == (alarm["kind"], flags)  # type: ignore[union-attr]
+    assert event.lat is None or "position" not in flags  # type: ignore[union-attr]
+    if "ts" in flags:
+        assert event.ts == NOW  # the receive time stands in
+    (record,) = decoded.rejects
+    assert (record.reason, record.index) == (Reason.SALVAGED_ALARM, None)
+    assert record.detail.startswith(f"{alarm['kind']} kept without: {flags[0]} (")
+
+
+def test_a_salvaged_alarm_keeps_what_was_valid() -> None:
+    decoded = decode({"kind": "fall", "msg_id": "m-1", "lat": 31.2, "lon": 121.5, "x": 1,
+                      "confirmed": True, "ts": "2026-11-22T07:59:00Z"})  # fmt: skip
+    (fall,) = decoded.events
+    assert (fall.lat, fall.lon, fall.confirmed, fall.salvaged) == (  # type: ignore[union-attr]
+        31.2, 121.5, True, ["unknown_field:x"])  # fmt: skip
+    assert fall.ts == NOW - timedelta(minutes=1)
+    assert fall.event_id == decode({"kind": "fall", "msg_id": "m-1"}).events[0].event_id
+
+
+def test_a_bad_cancel_flag_leaves_a_fall_that_alerts() -> None:
+    (fall,) = decode({"kind": "fall", "cancelled": "later"}).events
+    assert fall.cancelled is None and fall.salvaged == ["invalid_field:cancelled"]  # type: ignore[union-attr]
+
+
+def test_a_sibling_dated_year_1_is_rejected_alone_and_the_sos_goes_through() -> None:
+    decoded = decode(
+        [
+            {"kind": "heartbeat", "ts": "0001-01-01T00:00:00+01:00"},
+            {"kind": "sos", "msg_id": "m-2"},
+            {"kind": "battery", "battery_pct": 50, "ts": "1970-01-01T00:00:00Z"},
+        ]
+    )
+    assert [(e.kind, e.salvaged) for e in decoded.events] == [("sos", None)]  # type: ignore[union-attr]
+    assert [(r.reason, r.index) for r in decoded.rejects] == [
+        (Reason.INVALID_TIMESTAMP, 0),
+        (Reason.INVALID_TIMESTAMP, 2),
+    ]
+    assert all("before 2000-01-01" in r.detail for r in decoded.rejects)
+
+
+def test_a_lone_surrogate_costs_its_field_not_the_message() -> None:
+    payload = (
+        b'[{"kind": "sos", "note": "\\ud800"},'
+        b' {"kind": "sensor", "sensor": "door", "state": "\\udfff"}]'
+    )
+    decoded = decode(payload)
+    assert [(e.kind, e.salvaged) for e in decoded.events] == [("sos", ["unknown_field:note"])]  # type: ignore[union-attr]
+    sensor = [r for r in decoded.rejects if r.index == 1]
+    assert [r.reason for r in sensor] == [Reason.INVALID_FIELD] and "surrogate" in sensor[0].detail
+
+
+def test_a_number_beyond_double_range_costs_its_field_not_the_message() -> None:
+    decoded = decode(b'{"kind": "sos", "lat": 1e400, "lon": 1}')
+    assert [(e.kind, e.salvaged) for e in decoded.events] == [("sos", ["position"])]  # type: ignore[union-attr]
+
+
+def test_a_decoder_bug_costs_one_element_and_never_an_alarm(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = native._decode_one
+
+    def broken(item: dict[str, object], *args: object):  # type: ignore[no-untyped-def]
+        if item.get("msg_id") == "bug":
+            raise ZeroDivisionError("a bug")
+        return real(item, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(native, "_decode_one", broken)
+    decoded = decode(
+        [
+            {"kind": "battery", "battery_pct": 5, "msg_id": "bug"},
+            {"kind": "sos", "msg_id": "bug", "lat": 31.2, "lon": 121.5},
+            {"kind": "heartbeat"},
+        ]
+    )
+    assert [(e.kind, getattr(e, "salvaged", None)) for e in decoded.events] == [
+        ("sos", ["fields"]),  # bare, at the receive time: the decoder could not read it
+        ("heartbeat", None),
+    ]
+    assert [(r.reason, r.index) for r in decoded.rejects] == [
+        (Reason.INTERNAL_ERROR, 0),
+        (Reason.SALVAGED_ALARM, 1),
+    ]

@@ -141,7 +141,13 @@ CAPTURED: list[tuple[bytes, list[tuple[str, dict[str, Any]]]]] = [
     (  # an AL with no alarm bit at all is still an alarm: SOS, here without a fix
         b"[SG*9051004074*0058*AL,120117,145602,V,40.058413,N,76.336618,W,11.519,188,99,00,01,80,"
         b"0,50,00000000,0,1,0,0,,10]",
-        [("sos", {}), ("battery", {"battery_pct": 80}), ("activity", {"steps": 0})],
+        [
+            ("sos", {}),  # no fix: the alarm has no position...
+            # ...and the stale coordinates are the last known position, flagged as such
+            ("location", {**loc(40.058413, -76.336618, 11.519, 188.0, 99.0, 0)[1], "fix": False}),
+            ("battery", {"battery_pct": 80}),
+            ("activity", {"steps": 0}),
+        ],
     ),
     (  # an AL for low battery (bit 0) names its alarm: no SOS
         b"[SG*8800000015*0087*AL,220414,134652,A,22.571707,N,113.8613968,E,0.1,0.0,100,7,60,90,"
@@ -220,7 +226,7 @@ def test_alarms_with_a_fix_carry_it() -> None:
 @pytest.mark.parametrize(
     "position",
     [
-        "V,31.230416,N,121.4737010,E",  # no fix, stale coordinates: not where the person is
+        "V,0.000000,N,0.0000000,E",  # no fix, no last position
         "A,0.000000,N,0.0000000,E",  # 'A' before the first fix, at 0,0
         "A,,N,,E",  # empty coordinates
         "A,95.000000,N,121.4737010,E",  # impossible latitude
@@ -232,6 +238,27 @@ def test_sos_survives_any_position(position: str) -> None:
     decoded = decode(build_frame("3G", "8800000015", body.encode()))
     (sos,) = [e for e in decoded.events if e.kind == "sos"]
     assert sos.lat is None and "location" not in _kinds(decoded)  # type: ignore[union-attr]
+
+
+def test_without_a_fix_the_position_is_kept_as_the_last_known_one_never_on_the_alarm() -> None:
+    body = "AL,221126,075930,V,31.230416,N,121.4737010,E,0.00,0.0,0.0,0,100,80,0,0,00010000,0,0"
+    decoded = decode(build_frame("3G", "8800000015", body.encode()))
+    sos, location = decoded.events[:2]
+    assert sos.kind == "sos" and sos.lat is None  # type: ignore[union-attr]
+    assert location.kind == "location" and location.fix is False  # type: ignore[union-attr]
+    assert (location.lat, location.lon) == (31.230416, 121.473701)  # type: ignore[union-attr]
+    assert decoded.rejects == []
+    fixed = decode(build_frame("3G", "8800000015", body.replace(",V,", ",A,").encode()))
+    assert fixed.events[1].fix is None  # type: ignore[union-attr]  # absent: a current fix
+
+
+def test_round_trip_of_a_last_known_position() -> None:
+    stale = Fix(31.2, 121.4, satellites=2, current=False)
+    decoded = decode(WATCH.alarm(WHEN, fix=stale, sos=True))
+    sos, location = decoded.events[:2]
+    assert facts([sos]) == [("sos", {})]
+    assert location.model_dump(include={"lat", "lon", "fix"}) == {
+        "lat": 31.2, "lon": 121.4, "fix": False}  # fmt: skip
 
 
 def test_an_alarm_with_an_unreadable_body_is_still_an_sos() -> None:
@@ -255,6 +282,20 @@ def test_an_alarm_with_a_broken_time_alerts_at_receive_time_and_drops_the_teleme
     assert _kinds(decoded) == ["sos", "fall"]
     assert {e.ts for e in decoded.events} == {NOW}
     assert [r.reason for r in decoded.rejects] == [Reason.INVALID_TIMESTAMP]
+
+
+def test_an_alarm_dated_before_2000_alerts_at_receive_time_flagged() -> None:
+    # 2000-01-01 00:00:05 on a Beijing-time watch is 1999-12-31 in UTC: a clock never set.
+    body = b"AL,010100,000005,A,31.230416,N,121.4737010,E,0,0,0,9,100,80,0,0,00010000,0,0"
+    frame = build_frame("3G", "8800000015", body)
+    decoded = watch.decode(frame, "8800000015", NOW, ZoneInfo("Asia/Shanghai"))
+    (sos,) = decoded.events  # the telemetry, dated 1999, is refused
+    assert (sos.kind, sos.ts, sos.salvaged) == ("sos", NOW, ["ts"])  # type: ignore[union-attr]
+    assert (sos.lat, sos.lon) == (31.230416, 121.473701)  # type: ignore[union-attr]
+    reasons = [r.reason for r in decoded.rejects]
+    assert reasons.count(Reason.SALVAGED_ALARM) == 1
+    assert set(reasons) == {Reason.SALVAGED_ALARM, Reason.INVALID_TIMESTAMP}
+    assert all("before 2000-01-01" in r.detail for r in decoded.rejects)
 
 
 def test_status_bits() -> None:
@@ -545,3 +586,17 @@ def test_a_watch_on_local_time_is_read_in_its_registered_zone() -> None:
     # Read as UTC, the same frame is eight hours off:
     location = next(e for e in decode(frame).events if e.kind == "location")
     assert location.ts == at("2026-11-22 08:30:12")
+
+
+def test_a_decoder_bug_never_costs_an_alarm_frame_its_alarm(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*_: object) -> None:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(watch, "_read_report", broken)
+    decoded = decode(WATCH.alarm(WHEN, sos=True))
+    assert [(e.kind, e.salvaged) for e in decoded.events] == [("sos", ["fields"])]  # type: ignore[union-attr]
+    assert {r.reason for r in decoded.rejects} == {Reason.INTERNAL_ERROR, Reason.SALVAGED_ALARM}
+    report = decode(WATCH.report(WHEN))  # not an alarm frame: only the reject
+    assert report.events == [] and [r.reason for r in report.rejects] == [Reason.INTERNAL_ERROR]
