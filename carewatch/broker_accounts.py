@@ -24,7 +24,14 @@ from typing import Any
 
 from devices.broker_auth import Account
 from plumbing.component import Component
-from plumbing.dynsec import ADMIN_ROLE, DynsecClient, admin_role, config_file, password_fields
+from plumbing.dynsec import (
+    ADMIN_ROLE,
+    DynsecClient,
+    DynsecRefused,
+    admin_role,
+    config_file,
+    password_fields,
+)
 from plumbing.mqtt import MqttClient, MqttError, with_login
 from plumbing.settings import Settings
 
@@ -74,41 +81,38 @@ class BrokerAccounts(Component):
     async def _close(self) -> None:
         await self._dynsec.stop()
 
-    async def put(self, accounts: Sequence[tuple[Account, str | None]]) -> None:
-        """Create each account with its secret, or bring an existing one in line (a None
-        secret keeps the one it has); disabled accounts end up disabled."""
-        if not accounts:
-            return
+    async def put(self, accounts: Sequence[tuple[Account, str]]) -> None:
+        """Each account with this secret: created, or brought in line where it exists
+        (its role's rights, client id, secret, enabled or not), so a repeated put
+        converges. Returns once the broker has confirmed every change."""
         roles = {account.role: _role(account) for account, _ in accounts}
-        creates = [{"command": "createRole", **role} for role in roles.values()]
-        await self._dynsec.check(creates, allowed={"Role already exists"})
-        new = [(a, secret) for a, secret in accounts if secret is not None]
-        answers = await self._dynsec.run([_create(a, secret) for a, secret in new])
-        existing = {a.username for (a, _), answer in zip(new, answers, strict=True)
-                    if answer.get("error") == "Client already exists"}  # fmt: skip
-        for (account, _), answer in zip(new, answers, strict=True):
-            if answer.get("error") and account.username not in existing:
-                raise MqttError(f"broker account {account.username!r}: {answer['error']}")
-        changes = [
-            _modify(account, secret)
-            for account, secret in accounts
-            if secret is None or account.username in existing
-        ]
-        changes += [
-            {"command": "disableClient", "username": account.username}
-            for account, _ in accounts
-            if not account.enabled
-        ]
-        await self._dynsec.check(changes)
+        await self._dynsec.upsert(
+            [
+                ({"command": "createRole", **r}, {"command": "modifyRole", **r})
+                for r in roles.values()
+            ]
+        )
+        existed = await self._dynsec.upsert([(_create(a, s), _modify(a, s)) for a, s in accounts])
+        # A new client is enabled; one that was there may have been disabled.
+        await self._dynsec.check(
+            [_enable(a) for (a, _), there in zip(accounts, existed, strict=True)
+             if there or not a.enabled]
+        )  # fmt: skip
 
     async def set_enabled(self, usernames: list[str], enabled: bool) -> None:
-        command = "enableClient" if enabled else "disableClient"
+        """Enable, or disable (the broker disconnects a connected client), confirmed."""
+        commands = [
+            {"command": "enableClient" if enabled else "disableClient", "username": username}
+            for username in usernames
+        ]
         try:
-            await self._dynsec.check([{"command": command, "username": u} for u in usernames])
-        except MqttError as exc:
-            raise MqttError(
-                f"{exc}: the broker has no account for it; `carewatch devices rekey` creates "
-                "one with a new secret"
+            await self._dynsec.check(commands)
+        except DynsecRefused as exc:
+            if exc.reason != "Client not found":
+                raise
+            raise DynsecRefused(
+                exc.command,
+                "the broker has no such account; `carewatch devices rekey` creates it",
             ) from exc
 
 
@@ -188,9 +192,15 @@ def _create(account: Account, secret: str) -> dict[str, Any]:
     return {"command": "createClient", **_client(account, {"password": secret})}
 
 
-def _modify(account: Account, secret: str | None) -> dict[str, Any]:
-    password = {"password": secret} if secret is not None else {}
-    return {"command": "modifyClient", **_client(account, password)}
+def _modify(account: Account, secret: str) -> dict[str, Any]:
+    return {"command": "modifyClient", **_client(account, {"password": secret})}
+
+
+def _enable(account: Account) -> dict[str, Any]:
+    return {
+        "command": "enableClient" if account.enabled else "disableClient",
+        "username": account.username,
+    }
 
 
 NOT_CONFIGURED = (
@@ -199,8 +209,10 @@ NOT_CONFIGURED = (
 )
 
 
-async def put_accounts(settings: Settings, accounts: Sequence[tuple[Account, str | None]]) -> str:
+async def put_accounts(settings: Settings, accounts: Sequence[tuple[Account, str]]) -> str:
     """`BrokerAccounts.put` through the broker `settings` lead to; says what it did."""
+    if not accounts:
+        return "broker: no accounts to change"
     broker = accounts_for(settings)
     if broker is None:
         return NOT_CONFIGURED

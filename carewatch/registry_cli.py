@@ -167,9 +167,16 @@ async def _set_status(
 ) -> int:
     device = await registry.set_status(conn, args.device_id, args.status)
     print(f"{device.device_id} is {device.status}")
-    if device.mqtt_username is not None:
-        usernames = [device.mqtt_username]
-        print(await enable_accounts(settings, usernames, device.active), file=sys.stderr)
+    if device.mqtt_username is None:
+        return 0
+    try:
+        done = await enable_accounts(settings, [device.mqtt_username], device.active)
+    except MqttError as exc:
+        raise MqttError(
+            f"{device.device_id} is {device.status} in the registry, but its broker account "
+            f"is not changed ({exc}); run this again once the broker is reachable"
+        ) from exc
+    print(done, file=sys.stderr)
     return 0
 
 

@@ -46,7 +46,7 @@ async def register_fleet(
     native)."""
     formats = formats or {}
     pool = await connect_pool(settings.require_database_url(), min_size=1, max_size=1)
-    accounts: list[tuple[Account, str | None]] = []
+    accounts: list[tuple[Account, str]] = []
     try:
         async with pool.acquire() as conn, conn.transaction():
             for device_id in device_ids:
@@ -56,10 +56,9 @@ async def register_fleet(
     finally:
         await pool.close()
     log.info(await put_accounts(settings, accounts))
-    secrets = {a.client_id: s for a, s in accounts if a.client_id is not None and s is not None}
+    secrets = {a.client_id: s for a, s in accounts if a.client_id is not None}
     if accounts:
         last, secret = accounts[-1]
-        assert secret is not None
         await wait_for_account(
             mqtt_url, last.username, secret, client_id=last.client_id,
             protocol=settings.mqtt_protocol,

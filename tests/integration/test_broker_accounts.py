@@ -17,6 +17,7 @@ from carewatch.cli import main
 from carewatch.embedded import EmbeddedMqtt
 from devices.broker_auth import device_account
 from devices.registry import set_status
+from plumbing.dynsec import DynsecError
 from plumbing.mqtt import MqttError, with_login
 from tests.integration.conftest import Pipeline
 
@@ -55,3 +56,13 @@ async def test_an_exported_registry_is_a_working_broker(
             broker.url, "late-joiner", "a-new-secret-of-32-characters-xx",
             client_id="late-joiner", within=1,
         )  # fmt: skip
+
+
+async def test_an_account_without_the_admin_role_is_told_so_at_once(pipeline: Pipeline) -> None:
+    """Commands go at QoS 0 (the plugin's answer is the acknowledgement), so a wrong admin
+    URL must fail when it connects, not by waiting for answers that never come."""
+    user, secret = pipeline.logins[await pipeline.service_account("gateway")]
+    url = with_login(pipeline.stack.mqtt_url, user, secret)
+    with pytest.raises(DynsecError, match="admin role"):
+        async with asyncio.timeout(3), BrokerAccounts(admin_url=url):
+            pass

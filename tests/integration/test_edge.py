@@ -18,7 +18,7 @@ import pytest
 from carewatch.broker_accounts import wait_for_account
 from carewatch.cli import main
 from devices.codecs.native import topic_for
-from devices.registry import set_status
+from devices.registry import get_device, set_status
 from plumbing.mqtt import MqttClient, MqttError, with_login
 from plumbing.settings import Settings
 from tests.integration.conftest import Pipeline, eventually
@@ -59,6 +59,7 @@ async def test_a_disabled_device_is_refused_by_ingest(pipeline: Pipeline, device
 
 async def test_an_unregistered_device_is_refused_by_ingest(pipeline: Pipeline, device: str) -> None:
     await pipeline.client(device)  # connected while it still had an account
+    # By hand: the registry removes no device (it disables them), so no store function does.
     await pipeline.db.execute("DELETE FROM devices WHERE device_id = $1", device)
     await pipeline.ingest_sees(device, None)
     await pipeline.publish(device, {"kind": "sos"})
@@ -114,8 +115,8 @@ async def test_a_future_timestamp_is_refused_except_for_alarms(
 async def test_last_seen_is_kept_in_the_registry(pipeline: Pipeline, device: str) -> None:
     await pipeline.publish(device, {"kind": "heartbeat"})
     await pipeline.wait_events(device, 1)
-    seen = await pipeline.db.fetchval("SELECT last_seen FROM devices WHERE device_id = $1", device)
-    assert seen is not None
+    async with pipeline.db.acquire() as conn:
+        assert (await get_device(conn, device)).last_seen is not None
 
 
 async def test_an_sos_gets_through_while_the_registry_is_unreachable(pipeline: Pipeline) -> None:
@@ -191,6 +192,14 @@ async def test_accounts_changed_from_another_host_take_effect_within_a_second(
 
     await asyncio.to_thread(cli, "devices", "enable", device)
     await wait_for_account(stack.mqtt_url, device, secret[1], client_id=device, within=1.0)
+
+    rekeyed = re.search(
+        r"mqtt secret: +(\S+)", await asyncio.to_thread(cli, "devices", "rekey", device)
+    )
+    assert rekeyed
+    await wait_for_account(stack.mqtt_url, device, rekeyed[1], client_id=device, within=1.0)
+    with pytest.raises(MqttError):
+        await wait_for_account(stack.mqtt_url, device, secret[1], client_id=device, within=0.2)
 
 
 async def test_a_device_cannot_take_another_clients_id(pipeline: Pipeline, device: str) -> None:

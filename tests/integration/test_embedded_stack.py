@@ -47,7 +47,8 @@ async def test_stack_serves_all_three_and_stops(settings: Settings) -> None:
         recorded = orjson.loads(settings.stack_file().read_bytes())
         assert recorded["database_url"] == stack.database_url
         assert recorded["mqtt_shared"] is True and stack.mqtt_protocol == "5"
-        assert [name for name, _ in stack.describe()] == ["postgres", "kafka", "mqtt"]
+        assert [name for name, _ in stack.describe()] == ["postgres", "kafka", "mqtt", "mqtts"]
+        assert recorded["mqtts_url"] == stack.mqtts_url and "ca=" in str(stack.mqtts_url)
 
         conn = await asyncpg.connect(stack.database_url)
         assert await conn.fetchval("select 1") == 1
