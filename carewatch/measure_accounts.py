@@ -7,7 +7,7 @@ messages every 20 ms, and prints: the import's time, one change (a disable) afte
 and how long the publishing device waited for its PUBACKs meanwhile (the broker serves no
 one while the plugin rewrites its file).
 
-    .venv/bin/python scripts/measure_broker_accounts.py --existing 4000 --import 1000
+    python -m carewatch.measure_accounts --existing 4000 --import 1000
 """
 
 from __future__ import annotations
