@@ -27,14 +27,11 @@ from alerts.store import apply_decisions
 from devices.events import ALARM_KINDS, Event
 from plumbing.consumer import YIELD_EVERY, Batch
 
-__all__ = ["TRANSIENT", "RulesWorker", "log_change"]
+__all__ = ["RulesWorker", "log_change"]
 
 log = logging.getLogger(__name__)
 
 States = dict[str, dict[str, Any]]
-
-# Errors after which the next batch or tick simply tries again (the database is away).
-TRANSIENT = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 def _utcnow() -> datetime:

@@ -21,7 +21,7 @@ from alerts.outbox import AlertPublisher
 from alerts.reconcile import reconcile
 from alerts.resident_config import ResidentConfigs
 from alerts.rule_state import RuleStateStore
-from alerts.rules_worker import TRANSIENT, RulesWorker
+from alerts.rules_worker import RulesWorker
 from alerts.telemetry import TelemetryWriter
 from devices.events import Event, event_from_json
 from ingest import gateway_metrics  # noqa: F401 - registers the gateway's metrics
@@ -29,7 +29,7 @@ from ingest.pipeline import Ingest
 from ingest.watch_gateway import WatchGateway
 from plumbing.component import Component
 from plumbing.consumer import BatchConsumer
-from plumbing.db import connect_pool
+from plumbing.db import TRANSIENT, connect_pool
 from plumbing.dead_letters import DeadLetters
 from plumbing.kafka import ALARMS_TOPIC, EVENTS_TOPIC
 from plumbing.mqtt import MqttClient

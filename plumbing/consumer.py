@@ -6,7 +6,7 @@ must be idempotent: after a crash or a rebalance the uncommitted tail of a parti
 delivered again, and a batch may be applied again in parts (below).
 
 What happens when a batch fails depends on why:
-- the database (or another service) is unavailable (plumbing.db.UNAVAILABLE): the batch is
+- the database is unavailable or busy (plumbing.db.TRANSIENT): the batch is
   retried, with backoff, for as long as that lasts; nothing is skipped, so an outage delays
   alerts but loses none;
 - anything else (a string PostgreSQL refuses, a date no arithmetic survives, a bug): after
@@ -37,7 +37,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from plumbing.backoff import Backoff
 from plumbing.component import Component
-from plumbing.db import UNAVAILABLE
+from plumbing.db import TRANSIENT
 from plumbing.kafka import make_consumer
 
 __all__ = [
@@ -311,7 +311,7 @@ class BatchConsumer(Component, Generic[T]):
 
     async def _retrying(self, batch: Batch[T]) -> BaseException | None:
         """Run the handler until it succeeds (None), the process stops, or it has failed
-        `attempts` times for a reason other than an unavailable service (the error)."""
+        `attempts` times for a reason a retry does not cure (the error)."""
         backoff = Backoff(first=0.2, cap=10.0)
         failures = 0
         while True:
@@ -320,7 +320,7 @@ class BatchConsumer(Component, Generic[T]):
                 await self._handler(batch)
             except Exception as exc:
                 BATCH_RETRIES.labels(self.name).inc()
-                failures += 0 if isinstance(exc, UNAVAILABLE) else 1
+                failures += 0 if isinstance(exc, TRANSIENT) else 1
                 log.warning(
                     "batch failed", exc_info=True, extra={"worker": self.name, "tries": failures}
                 )

@@ -18,7 +18,7 @@ import asyncpg
 from plumbing.redact import redact_url
 
 __all__ = [
-    "UNAVAILABLE",
+    "TRANSIENT",
     "DatabaseError",
     "connect_pool",
     "migrate",
@@ -36,10 +36,11 @@ class DatabaseError(Exception):
     """PostgreSQL could not be reached or refused the schema."""
 
 
-# Errors that say the database cannot be used right now (down, restarting, out of
-# connections, the connection lost), not that the work is wrong: wait and try again, for
-# as long as it takes, and never take them as a sign that a record is bad.
-UNAVAILABLE: tuple[type[BaseException], ...] = (
+# Errors that a retry cures, not a different record: the database down, restarting, out of
+# connections or the connection lost, or busy (a deadlock or serialization failure between
+# two writers, such as the alarm lane and the rules worker). Wait and try again, for as long
+# as it takes, and never take them as a sign that a record is bad.
+TRANSIENT: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
     DatabaseError,
@@ -47,6 +48,7 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.OperatorInterventionError,
     asyncpg.InsufficientResourcesError,
+    asyncpg.TransactionRollbackError,
 )
 
 

@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 
+import asyncpg
 import orjson
 import pytest
 from aiokafka import ConsumerRecord
@@ -178,17 +179,25 @@ async def test_a_record_the_handler_keeps_failing_on_is_set_aside_and_costs_only
     assert poisoned == [(4, UNAPPLIABLE)]
 
 
-async def test_an_unavailable_database_is_waited_for_never_taken_for_poison(
-    stack: EmbeddedStack,
+@pytest.mark.parametrize(
+    "outage",
+    [
+        ConnectionRefusedError("PostgreSQL is restarting"),
+        asyncpg.DeadlockDetectedError("the alarm lane and the rules worker crossed"),
+    ],
+    ids=["unavailable", "deadlock"],
+)
+async def test_an_unavailable_or_busy_database_is_waited_for_never_taken_for_poison(
+    stack: EmbeddedStack, outage: Exception
 ) -> None:
     topic = await _topic_with(stack.kafka_bootstrap, 0, raw=(b'{"n": 1}',))
-    outage = asyncio.Event()
+    over = asyncio.Event()
     applied: list[int] = []
     poisoned: list[int] = []
 
     async def handler(batch: Batch[dict[str, int]]) -> None:
-        if not outage.is_set():
-            raise ConnectionRefusedError("PostgreSQL is restarting")
+        if not over.is_set():
+            raise outage
         applied.extend(item["n"] for item in batch.items)
 
     async def on_poison(
@@ -206,7 +215,7 @@ async def test_an_unavailable_database_is_waited_for_never_taken_for_poison(
             lambda: asyncio.sleep(0, consumer.health().get("stalled_s")), within=20
         )
         assert consumer.health()["ok"] is False and stalled >= 0.5
-        outage.set()  # the database is back
+        over.set()  # the database is back
         await eventually(lambda: asyncio.sleep(0, applied == [1]))
         await eventually(lambda: asyncio.sleep(0, consumer.health()["ok"]))
     assert poisoned == []
