@@ -1,4 +1,5 @@
-"""`carewatch dlq list`: what ingest refused, read back from `carewatch.dlq.v1`.
+"""`carewatch dlq list`: what ingest refused and what the workers set aside, read back
+from `carewatch.dlq.v1`.
 
 Operators and device vendors see why a device's messages are refused (the metrics only
 count reasons). It reads the whole topic without joining a consumer group, so it changes
@@ -28,7 +29,9 @@ _QUIET_S = 0.5
 
 
 def add_parser(sub: Any) -> None:
-    dlq = sub.add_parser("dlq", help="what ingest refused (carewatch.dlq.v1)")
+    dlq = sub.add_parser(
+        "dlq", help="what ingest refused and the workers set aside (carewatch.dlq.v1)"
+    )
     actions = dlq.add_subparsers(required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="refused messages, oldest first")
     listing.add_argument("--device", help="only this device")

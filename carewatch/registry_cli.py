@@ -8,7 +8,6 @@ and a disabled one cannot, without restarting anything.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -31,6 +30,7 @@ from devices.codecs import CODECS
 from devices.credentials import hash_secret, new_secret
 from devices.errors import RegistryError
 from plumbing.db import DatabaseError, run_on_connection
+from plumbing.files import write_file
 from plumbing.mqtt import MqttError
 from plumbing.settings import Settings
 
@@ -216,9 +216,7 @@ async def _export_accounts(
     accounts = await load_accounts(conn)
     admin = new_secret()
     config = dynsec_config(accounts, admin_hash=hash_secret(admin))
-    fd = os.open(args.file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds hashes
-    with os.fdopen(fd, "wb") as f:
-        f.write(config)
+    write_file(args.file, config)  # private: it holds the secrets' hashes
     print(f"wrote {len(accounts)} accounts to {args.file}; start the broker with it")
     print(f"admin username: {ADMIN_USER}")
     print(f"admin secret:   {admin}   (shown once; CAREWATCH_MQTT_ADMIN_URL uses it)")

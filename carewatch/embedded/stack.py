@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self, TypeVar
@@ -28,6 +27,7 @@ from carewatch.embedded.process import EmbeddedError, port_open
 from devices.broker_auth import ensure_service_user, load_accounts
 from devices.credentials import hash_secret, new_secret
 from plumbing.db import migrate
+from plumbing.files import write_file
 from plumbing.kafka import ensure_topics
 from plumbing.mqtt import with_login
 from plumbing.redact import redact_url
@@ -172,7 +172,7 @@ class EmbeddedStack:
         config = dynsec_config(
             accounts, admin_hash=hash_secret(admin), anonymous=self.settings.dev_mode
         )
-        _write_private(path, config)
+        write_file(path, config)
         return logins
 
     async def _enter(self, service: _Service) -> _Service:
@@ -189,7 +189,7 @@ class EmbeddedStack:
             "mqtt_urls": self.mqtt_urls,
             "mqtts_url": self.mqtts_url,
         }
-        _write_private(self.settings.stack_file(), orjson.dumps(record, option=orjson.OPT_INDENT_2))
+        write_file(self.settings.stack_file(), orjson.dumps(record, option=orjson.OPT_INDENT_2))
         self._wrote_stack_file = True
 
     async def _refuse_if_running(self) -> None:
@@ -249,14 +249,3 @@ async def _reachable(url: str) -> bool:
         if host and port and await port_open(host, port):
             return True
     return False
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write whole, then rename (a reader never sees half a file), readable only by us
-    (0600: it holds secrets or their hashes)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    tmp.replace(path)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from plumbing.files import write_file
 
 __all__ = ["TlsFiles", "local_tls"]
 
@@ -50,15 +51,17 @@ def local_tls(directory: Path) -> TlsFiles:
     ca_key_path = directory / "ca.key"
     if not (files.ca.exists() and ca_key_path.exists()):
         new_key = ec.generate_private_key(ec.SECP256R1())
-        _write(ca_key_path, _pem_key(new_key), private=True)
-        _write(files.ca, _ca_cert(new_key).public_bytes(serialization.Encoding.PEM))
+        write_file(ca_key_path, _pem_key(new_key))
+        write_file(
+            files.ca, _ca_cert(new_key).public_bytes(serialization.Encoding.PEM), private=False
+        )
     ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), password=None)
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
     ca_cert = x509.load_pem_x509_certificate(files.ca.read_bytes())
     server_key = ec.generate_private_key(ec.SECP256R1())
-    _write(files.key, _pem_key(server_key), private=True)
+    write_file(files.key, _pem_key(server_key))
     cert = _server_cert(server_key, ca_key, ca_cert)
-    _write(files.cert, cert.public_bytes(serialization.Encoding.PEM))
+    write_file(files.cert, cert.public_bytes(serialization.Encoding.PEM), private=False)
     return files
 
 
@@ -107,9 +110,3 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-
-
-def _write(path: Path, data: bytes, *, private: bool = False) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
