@@ -50,6 +50,11 @@ class EmbeddedKafka:
             raise EmbeddedError("kafka: not started")
         return self._bootstrap
 
+    @property
+    def process(self) -> ChildProcess | None:
+        """The server's OS process once started (for fault injection: carewatch/faults.py)."""
+        return self._child
+
     async def start(self) -> None:
         try:
             await self._start()

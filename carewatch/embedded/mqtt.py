@@ -171,6 +171,11 @@ class EmbeddedMqtt:
         """True if only registered accounts get in (mosquitto with the registry's)."""
         return self.broker == "mosquitto" and self._accounts_file is not None
 
+    @property
+    def process(self) -> ChildProcess | None:
+        """The server's OS process once started (for fault injection: carewatch/faults.py)."""
+        return self._child
+
     async def start(self) -> None:
         try:
             await self._start()

@@ -71,6 +71,11 @@ class EmbeddedPostgres:
             raise EmbeddedError("postgres: not started")
         return self._url
 
+    @property
+    def process(self) -> ChildProcess | None:
+        """The server's OS process once started (for fault injection: carewatch/faults.py)."""
+        return self._child
+
     async def start(self) -> None:
         try:
             await self._start()

@@ -23,7 +23,7 @@ from carewatch.broker_accounts import ADMIN_USER, dynsec_config
 from carewatch.embedded.kafka import EmbeddedKafka
 from carewatch.embedded.mqtt import EmbeddedMqtt
 from carewatch.embedded.postgres import EmbeddedPostgres
-from carewatch.embedded.process import EmbeddedError, port_open
+from carewatch.embedded.process import ChildProcess, EmbeddedError, port_open
 from devices.broker_auth import ensure_service_user, load_accounts
 from devices.credentials import hash_secret, new_secret
 from plumbing.db import migrate
@@ -57,10 +57,17 @@ class EmbeddedStack:
         self.mqtt_urls: dict[str, str] = {}
         # TLS for devices (mqtts://, with the local CA to trust in its `ca` parameter).
         self.mqtts_url: str | None = None
+        self._embedded: dict[str, EmbeddedPostgres | EmbeddedKafka | EmbeddedMqtt] = {}
 
     def describe(self) -> list[tuple[str, str]]:
         """(service, "embedded <what> at <url>" or "external <url>"), for printing."""
         return list(self._described)
+
+    def processes(self) -> dict[str, ChildProcess]:
+        """The embedded servers' OS processes by service ("postgres", "kafka", "mqtt"); an
+        external service has none. For fault injection (carewatch/faults.py)."""
+        found = {name: service.process for name, service in self._embedded.items()}
+        return {name: process for name, process in found.items() if process is not None}
 
     async def start(self) -> None:
         data_dir = self.settings.data_dir.resolve()
@@ -84,6 +91,7 @@ class EmbeddedStack:
             self.settings.stack_file().unlink(missing_ok=True)
             self._wrote_stack_file = False
         exits, self._exits = self._exits, None
+        self._embedded = {}
         if exits is not None:
             await exits.aclose()
 
@@ -92,7 +100,7 @@ class EmbeddedStack:
             self.database_url = self.settings.database_url
             self._described.append(("postgres", f"external {redact_url(self.database_url)}"))
             return
-        postgres = await self._enter(EmbeddedPostgres(data_dir=data_dir))
+        postgres = await self._enter("postgres", EmbeddedPostgres(data_dir=data_dir))
         self.database_url = postgres.url
         self._described.append(("postgres", f"embedded PostgreSQL at {postgres.url}"))
 
@@ -106,7 +114,7 @@ class EmbeddedStack:
                 raise EmbeddedError(f"kafka at {self.kafka_bootstrap}: {exc}") from exc
             self._described.append(("kafka", f"external {self.kafka_bootstrap}"))
             return
-        kafka = await self._enter(EmbeddedKafka(data_dir=data_dir, partitions=partitions))
+        kafka = await self._enter("kafka", EmbeddedKafka(data_dir=data_dir, partitions=partitions))
         self.kafka_bootstrap = kafka.bootstrap
         # A fresh in-memory broker: offsets stored by an earlier run point past its end.
         conn = await asyncpg.connect(self.database_url)
@@ -128,12 +136,13 @@ class EmbeddedStack:
         accounts_file = data_dir / "dynamic-security.json"
         secrets = await self._write_broker_accounts(accounts_file)
         mqtt = await self._enter(
+            "mqtt",
             EmbeddedMqtt(
                 data_dir=data_dir,
                 accounts_file=accounts_file,
                 allow_anonymous=self.settings.dev_mode,
                 tls_dir=data_dir / "tls",
-            )
+            ),
         )
         self.mqtts_url = mqtt.tls_url
         self.mqtt_url = mqtt.url
@@ -175,9 +184,11 @@ class EmbeddedStack:
         write_file(path, config)
         return logins
 
-    async def _enter(self, service: _Service) -> _Service:
+    async def _enter(self, name: str, service: _Service) -> _Service:
         assert self._exits is not None
-        return await self._exits.enter_async_context(service)
+        entered = await self._exits.enter_async_context(service)
+        self._embedded[name] = entered
+        return entered
 
     def _write_stack_file(self) -> None:
         record = {
