@@ -82,11 +82,16 @@ async def has_event(conn: asyncpg.Connection, device_id: str, kind: str) -> bool
     return found is not None
 
 
-async def count_by_device(conn: asyncpg.Connection, device_ids: list[str]) -> dict[str, int]:
-    """How many events are stored per device (devices with none are left out)."""
+async def count_by_device(
+    conn: asyncpg.Connection, device_ids: list[str], kind: str | None = None
+) -> dict[str, int]:
+    """How many events (of `kind`, or of any) are stored per device (devices with none are
+    left out)."""
     rows = await conn.fetch(
-        "SELECT device_id, count(*) AS n FROM events WHERE device_id = ANY($1) GROUP BY 1",
+        "SELECT device_id, count(*) AS n FROM events"
+        " WHERE device_id = ANY($1) AND ($2::text IS NULL OR kind = $2) GROUP BY 1",
         device_ids,
+        kind,
     )
     return {r["device_id"]: r["n"] for r in rows}
 

@@ -324,6 +324,18 @@ async def count_alerts(conn: asyncpg.Connection, status: str) -> int:
     return count
 
 
+async def sos_alert_counts(
+    conn: asyncpg.Connection, device_ids: list[str]
+) -> dict[str, tuple[int, datetime]]:
+    """Per device with any: how many SOS alerts it raised, and when the first opened."""
+    rows = await conn.fetch(
+        "SELECT device_id, count(*) AS n, min(opened_at) AS opened_at FROM alerts"
+        " WHERE kind = 'sos' AND device_id = ANY($1) GROUP BY device_id",
+        device_ids,
+    )
+    return {r["device_id"]: (r["n"], r["opened_at"]) for r in rows}
+
+
 async def sos_opened_at(conn: asyncpg.Connection, device_ids: list[str]) -> dict[str, Any]:
     """When each device's (first) SOS alert was opened: {device_id: opened_at}."""
     rows = await conn.fetch(

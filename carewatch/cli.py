@@ -119,6 +119,18 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--plot", type=Path, default=Path("bench.png"))
     bench.set_defaults(run=_bench)
 
+    faults = sub.add_parser(
+        "faults", help="inject each fault under load and count what was lost (the fault table)"
+    )
+    faults.add_argument("--only", help="faults to run, comma-separated (default: all)")
+    faults.add_argument("--rate", type=int, help="events/s offered throughout (default 500)")
+    faults.add_argument("--after-seconds", type=float, help="load after the fault (default 25)")
+    faults.add_argument(
+        "--outage-seconds", type=float, help="how long Kafka stays unreachable (default 30)"
+    )
+    faults.add_argument("--report", type=Path, default=Path("faults-report.json"))
+    faults.set_defaults(run=_faults)
+
     schema = sub.add_parser("schema", help="print the canonical event JSON Schema")
     schema.add_argument("--write", action="store_true", help=f"write it to {SCHEMA_PATH}")
     schema.set_defaults(run=_schema)
@@ -233,6 +245,27 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
         if getattr(args, option) is not None:
             plan = replace(plan, **{name: getattr(args, option)})
     return run_bench(settings, plan, report=args.report, plot=args.plot)
+
+
+def _faults(args: argparse.Namespace, settings: Settings) -> int:
+    from dataclasses import replace
+
+    from carewatch.faults import FaultPlan, run_faults
+    from plumbing.logs import setup_logging
+
+    # Errors only: the faults make the load's connections and pools warn by the hundred.
+    setup_logging(level="ERROR", fmt="text", process_name="faults")
+    plan = FaultPlan()
+    if args.only:
+        plan = replace(plan, faults=tuple(args.only.split(",")))
+    for option, name in (
+        ("rate", "rate"),
+        ("after_seconds", "after_s"),
+        ("outage_seconds", "outage_s"),
+    ):
+        if getattr(args, option) is not None:
+            plan = replace(plan, **{name: getattr(args, option)})
+    return run_faults(settings, plan, report=args.report)
 
 
 def _host_port(text: str) -> tuple[str, int]:
