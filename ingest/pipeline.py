@@ -40,7 +40,7 @@ from plumbing.component import Component
 from plumbing.kafka import ALARMS_TOPIC, DLQ_TOPIC, EVENTS_TOPIC, make_producer, topic_exists
 from plumbing.mqtt import MqttClient
 
-__all__ = ["Ingest", "Record"]
+__all__ = ["Ingest", "Record", "subscription_filter"]
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class Ingest(Component):
         kafka_bootstrap: str,
         client_id: str,
         mqtt_protocol: Literal["5", "3.1.1"] = "5",
-        share_group: str = "carewatch-ingest",
+        share_group: str = "",
         max_inflight: int = 1000,
         database_url: str,
         max_payload_bytes: int = 64 * 1024,
@@ -95,7 +95,7 @@ class Ingest(Component):
             persistent_session=True,
             receive_maximum=max_inflight,
             subscriptions=tuple(
-                _shared(topic_filter, share_group)
+                subscription_filter(topic_filter, share_group)
                 for codec in self._codecs
                 for topic_filter in codec.subscriptions
             ),
@@ -373,7 +373,8 @@ class Ingest(Component):
                 metrics.labelled(metrics.REJECTS, r.label).inc()
 
 
-def _shared(topic_filter: str, share_group: str) -> str:
+def subscription_filter(topic_filter: str, share_group: str) -> str:
+    """What ingest subscribes to: the filter, shared in `share_group` unless that is empty."""
     return f"$share/{share_group}/{topic_filter}" if share_group else topic_filter
 
 

@@ -41,7 +41,13 @@ class Settings(BaseSettings):
         None, description="mqtt://user:pass@host:port of a dynamic-security admin account"
     )
     dev_mode: bool = Field(False, description="embedded broker also admits anonymous clients")
-    mqtt_share_group: str = Field("carewatch-ingest", description="'' = plain subscription")
+    # A plain subscription by default: mosquitto 2.0 restores a persistent session's plain
+    # subscriptions after it restarts, not its shared ones, so with a shared subscription
+    # what devices send between the broker's restart and ingest's return is acknowledged
+    # and dropped (measured: docs/reliability.md). Set a group to run several ingests.
+    mqtt_share_group: str = Field(
+        "", description="shared-subscription group for several ingests; '' = plain subscription"
+    )
     ingest_client_id: str = Field(
         default_factory=lambda: f"carewatch-ingest-{socket.gethostname()}"
     )
