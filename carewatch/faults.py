@@ -320,8 +320,11 @@ async def _whole(run: _Run, presses: list[Press]) -> bool:
     if not all(await asyncio.gather(*(_healthy(p) for _, p in run.children.values()))):
         return False
     due = [p.device_id for p in presses if p.pressed < time.time() - 1]
-    async with run.pool.acquire() as conn:
-        alerted = await store.sos_alert_counts(conn, due)
+    try:
+        async with run.pool.acquire() as conn:
+            alerted = await store.sos_alert_counts(conn, due)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return False  # the database is away (the PostgreSQL fault): not whole
     return len(alerted) == len(due)
 
 
