@@ -8,6 +8,10 @@ subject is the device's resident, so an SOS from a pendant and one from a watch 
 person are one alert; for every other kind, and for devices without a resident, it is the
 device, because those conditions clear per device.
 
+Besides the status, an operator can assign an unresolved alert to a user, put it on hold
+until a time, and attach notes and the calls made about it (`alert_notes`,
+`alert_calls`); none of these changes the status, and each is a change in the history too.
+
 Every change writes its `alert_history` row in the same transaction as the change. That
 table is also the outbox of carewatch.alerts.v1 (alerts/outbox.py), so a change is
 published if and only if it was committed, whatever crashes in between.
@@ -24,7 +28,7 @@ the first and then finds the key taken.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -34,16 +38,24 @@ from alerts.rules import Decision, RaiseAlert, ResolveAlert
 
 __all__ = [
     "ALERT_COLUMNS",
+    "CALL_OUTCOMES",
     "LIFECYCLE_COLUMNS",
     "PER_RESIDENT",
+    "RESOLUTION_CODES",
     "RULES_ACTOR",
     "acknowledge",
+    "add_call",
+    "add_note",
     "alerts_of_device",
     "alerts_of_resident",
     "apply_decisions",
+    "assign",
     "count_alerts",
     "get_alert",
+    "hold",
     "list_alerts",
+    "lock_alert",
+    "record_change",
     "resolve",
     "sos_opened_at",
     "unalerted_alarms",
@@ -54,11 +66,28 @@ ALERT_COLUMNS = (
     "alert_id, kind, device_id, severity, status, count, first_ts, last_ts, "
     "opened_at, updated_at, lat, lon, summary, resident_id"
 )
-LIFECYCLE_COLUMNS = "acknowledged_at, acknowledged_by, resolved_at, resolved_by, resolution"
+LIFECYCLE_COLUMNS = (
+    "acknowledged_at, acknowledged_by, resolved_at, resolved_by, resolution, resolution_code, "
+    "assigned_to, held_until, hold_reason"
+)
 _FULL = f"{ALERT_COLUMNS}, {LIFECYCLE_COLUMNS}"
 
 # The actor of automatic changes in the history.
 RULES_ACTOR = "rules"
+
+# Why an operator resolved an alert (docs/api.md explains each; migration 0009 checks them).
+RESOLUTION_CODES = (
+    "false_alarm",
+    "assisted_at_home",
+    "ambulance",
+    "police",
+    "no_answer_visited",
+    "device_fault",
+    "test",
+    "other",
+)
+# What came of a call-back.
+CALL_OUTCOMES = ("answered", "no_answer", "busy", "wrong_number", "voicemail")
 
 # Kinds with one alert per person rather than per device.
 PER_RESIDENT = frozenset({"sos", "fall"})
@@ -125,9 +154,28 @@ RETURNING {_FULL}
 
 _RESOLVE = f"""
 UPDATE alerts SET status = 'resolved', resolved_at = now(), resolved_by = $2, resolution = $3,
-    updated_at = now()
+    resolution_code = $4, updated_at = now()
 WHERE alert_id = $1
 RETURNING {_FULL}
+"""
+
+_ASSIGN = f"""
+UPDATE alerts SET assigned_to = $2, updated_at = now() WHERE alert_id = $1 RETURNING {_FULL}
+"""
+
+_HOLD = f"""
+UPDATE alerts SET held_until = $2, hold_reason = $3, updated_at = now() WHERE alert_id = $1
+RETURNING {_FULL}
+"""
+
+_NOTE = """
+INSERT INTO alert_notes (alert_id, author, text) VALUES ($1, $2, $3)
+RETURNING note_id, alert_id, at, author, text
+"""
+
+_CALL = """
+INSERT INTO alert_calls (alert_id, caller, callee, number, outcome) VALUES ($1, $2, $3, $4, $5)
+RETURNING call_id, alert_id, at, caller, callee, number, outcome
 """
 
 
@@ -167,7 +215,7 @@ async def _raise(conn: asyncpg.Connection, d: RaiseAlert) -> dict[str, Any]:
     await conn.execute(_LINK, d.key, d.kind, row["alert_id"])
     alert = dict(row)
     alert["change"] = "opened" if alert.pop("inserted") else "repeated"
-    await _record(conn, alert, alert["change"], RULES_ACTOR, d.summary)
+    await record_change(conn, alert, alert["change"], RULES_ACTOR, d.summary)
     alert["event_id"] = d.key
     return alert
 
@@ -179,7 +227,7 @@ async def _auto_resolve(conn: asyncpg.Connection, d: ResolveAlert) -> dict[str, 
         return None  # nothing open: the key is remembered (claimed), nothing else happens
     await conn.execute(_LINK, d.key, d.kind, row["alert_id"])
     alert = dict(row)
-    await _record(conn, alert, "resolved", RULES_ACTOR, d.reason)
+    await record_change(conn, alert, "resolved", RULES_ACTOR, d.reason)
     alert["change"] = "resolved"
     alert["event_id"] = d.key
     return alert
@@ -193,9 +241,11 @@ async def _subject(conn: asyncpg.Connection, kind: str, device_id: str) -> tuple
     return resident, f"device:{device_id}"
 
 
-async def _record(
+async def record_change(
     conn: asyncpg.Connection, alert: dict[str, Any], change: str, actor: str, note: str | None
 ) -> None:
+    """The history row of a change (and so its message on carewatch.alerts.v1); call it in
+    the transaction that made the change, with the alert as the change left it."""
     await conn.execute(
         _HISTORY, alert["alert_id"], change, actor, note, alert["status"], alert["count"]
     )
@@ -208,28 +258,100 @@ async def acknowledge(
     nothing and returns it as it is; a resolved one raises `AlertStateError`."""
     by = _required(by, "who acknowledges it (by)")
     async with conn.transaction():
-        alert = await _locked(conn, alert_id)
+        alert = await lock_alert(conn, alert_id)
         if alert["status"] == "acknowledged":
             return alert
         if alert["status"] == "resolved":
             raise AlertStateError(f"alert {alert_id} cannot be acknowledged: {_resolved(alert)}")
         row = dict(await conn.fetchrow(_ACKNOWLEDGE, alert_id, by))
-        await _record(conn, row, "acknowledged", by, note)
+        await record_change(conn, row, "acknowledged", by, note)
     return row
 
 
-async def resolve(conn: asyncpg.Connection, alert_id: int, *, by: str, note: str) -> dict[str, Any]:
-    """An operator closes an open or acknowledged alert, saying why (`note`). A resolved
-    alert raises `AlertStateError`: it stays as it was closed."""
+async def resolve(
+    conn: asyncpg.Connection, alert_id: int, *, by: str, note: str, code: str | None = None
+) -> dict[str, Any]:
+    """An operator closes an open or acknowledged alert, saying why (`note`, and one of
+    `RESOLUTION_CODES` as `code`). A resolved alert raises `AlertStateError`: it stays as
+    it was closed."""
     by = _required(by, "who resolves it (by)")
     note = _required(note, "a resolution note")
+    if code is not None and code not in RESOLUTION_CODES:
+        raise AlertStateError(f"unknown resolution {code!r}: one of {', '.join(RESOLUTION_CODES)}")
     async with conn.transaction():
-        alert = await _locked(conn, alert_id)
+        alert = await lock_alert(conn, alert_id)
         if alert["status"] == "resolved":
             raise AlertStateError(f"alert {alert_id} is already resolved: {_resolved(alert)}")
-        row = dict(await conn.fetchrow(_RESOLVE, alert_id, by, note))
-        await _record(conn, row, "resolved", by, note)
+        row = dict(await conn.fetchrow(_RESOLVE, alert_id, by, note, code))
+        await record_change(conn, row, "resolved", by, note)
     return row
+
+
+async def assign(conn: asyncpg.Connection, alert_id: int, *, by: str, user: str) -> dict[str, Any]:
+    """Give an unresolved alert to `user` (a user's name); assigning it to whom it is
+    assigned already changes nothing. A resolved alert raises `AlertStateError`."""
+    by = _required(by, "who assigns it (by)")
+    user = _required(user, "whom it is assigned to")
+    async with conn.transaction():
+        alert = await lock_alert(conn, alert_id)
+        _unresolved(alert, "assigned")
+        if alert["assigned_to"] == user:
+            return alert
+        row = dict(await conn.fetchrow(_ASSIGN, alert_id, user))
+        await record_change(conn, row, "assigned", by, f"assigned to {user}")
+    return row
+
+
+async def hold(
+    conn: asyncpg.Connection, alert_id: int, *, by: str, reason: str, until: datetime
+) -> dict[str, Any]:
+    """Put an unresolved alert on hold until `until` (waiting for a call back, a visit):
+    it stays open or acknowledged. A resolved alert raises `AlertStateError`."""
+    by = _required(by, "who holds it (by)")
+    reason = _required(reason, "a reason for the hold")
+    async with conn.transaction():
+        alert = await lock_alert(conn, alert_id)
+        _unresolved(alert, "put on hold")
+        row = dict(await conn.fetchrow(_HOLD, alert_id, until, reason))
+        note = f"on hold until {until.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC: {reason}"
+        await record_change(conn, row, "held", by, note)
+    return row
+
+
+async def add_note(
+    conn: asyncpg.Connection, alert_id: int, *, by: str, text: str
+) -> dict[str, Any]:
+    """Attach an operator's note to an alert (of any status: follow-ups come after it is
+    resolved too); returns the note."""
+    by = _required(by, "who writes it (by)")
+    text = _required(text, "the note's text")
+    async with conn.transaction():
+        alert = await lock_alert(conn, alert_id)
+        note = dict(await conn.fetchrow(_NOTE, alert_id, by, text))
+        await record_change(conn, alert, "noted", by, text)
+    return note
+
+
+async def add_call(
+    conn: asyncpg.Connection,
+    alert_id: int,
+    *,
+    by: str,
+    callee: str,
+    number: str,
+    outcome: str,
+) -> dict[str, Any]:
+    """Record a call made about an alert (whom, which number, `CALL_OUTCOMES`); returns it."""
+    by = _required(by, "who called (by)")
+    callee = _required(callee, "whom was called")
+    number = _required(number, "the number called")
+    if outcome not in CALL_OUTCOMES:
+        raise AlertStateError(f"unknown outcome {outcome!r}: one of {', '.join(CALL_OUTCOMES)}")
+    async with conn.transaction():
+        alert = await lock_alert(conn, alert_id)
+        call = dict(await conn.fetchrow(_CALL, alert_id, by, callee, number, outcome))
+        await record_change(conn, alert, "called", by, f"called {callee} ({number}): {outcome}")
+    return call
 
 
 async def get_alert(conn: asyncpg.Connection, alert_id: int) -> dict[str, Any]:
@@ -264,7 +386,9 @@ async def list_alerts(
     return [dict(r) for r in rows]
 
 
-async def _locked(conn: asyncpg.Connection, alert_id: int) -> dict[str, Any]:
+async def lock_alert(conn: asyncpg.Connection, alert_id: int) -> dict[str, Any]:
+    """The alert with its lifecycle columns, locked until the transaction ends (changes to
+    one alert queue up, so its history is in the order they happened). AlertNotFound."""
     row = await conn.fetchrow(_LOCK, alert_id)
     if row is None:
         raise AlertNotFound(alert_id)
@@ -275,6 +399,11 @@ def _required(value: str | None, what: str) -> str:
     if value is None or not value.strip():
         raise AlertStateError(f"{what} must not be empty")
     return value.strip()
+
+
+def _unresolved(alert: dict[str, Any], change: str) -> None:
+    if alert["status"] == "resolved":
+        raise AlertStateError(f"alert {alert['alert_id']} cannot be {change}: {_resolved(alert)}")
 
 
 def _resolved(alert: dict[str, Any]) -> str:

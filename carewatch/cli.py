@@ -11,7 +11,15 @@ from pathlib import Path
 
 import orjson
 
-from carewatch import alerts_cli, decode_cli, dlq_cli, registry_cli, rules_cli, scenario_cli
+from carewatch import (
+    alerts_cli,
+    decode_cli,
+    dlq_cli,
+    registry_cli,
+    rules_cli,
+    scenario_cli,
+    users_cli,
+)
 from plumbing.settings import ConfigError, Settings
 
 __all__ = ["main"]
@@ -58,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
         ("rules", "rules worker: events -> alerts"),
         ("telemetry", "telemetry worker: events -> PostgreSQL"),
         ("watch-gateway", "TCP gateway for 3G/4G watches -> MQTT (port CAREWATCH_GATEWAY_PORT)"),
+        ("api", "the monitoring-centre HTTP API (CAREWATCH_API_HOST, CAREWATCH_API_PORT)"),
     ):
         service = sub.add_parser(name, help=helptext)
         service.set_defaults(run=_service(name))
@@ -65,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
             rules_cli.add_check_parser(service)  # `carewatch rules check`
 
     alerts_cli.add_parsers(sub)
+    users_cli.add_parsers(sub)
 
     sim = sub.add_parser("simulate", help="run simulated devices against the MQTT broker")
     sim.add_argument("--devices", type=int, default=10, help="devices, one connection each")

@@ -23,6 +23,7 @@ from alerts.resident_config import ResidentConfigs
 from alerts.rule_state import RuleStateStore
 from alerts.rules_worker import RulesWorker
 from alerts.telemetry import TelemetryWriter
+from api.app import create_app
 from devices.events import Event, event_from_json
 from ingest import gateway_metrics  # noqa: F401 - registers the gateway's metrics
 from ingest.pipeline import Ingest
@@ -31,6 +32,7 @@ from plumbing.component import Component
 from plumbing.consumer import BatchConsumer
 from plumbing.db import TRANSIENT, connect_pool
 from plumbing.dead_letters import DeadLetters
+from plumbing.http import HealthServer
 from plumbing.kafka import ALARMS_TOPIC, EVENTS_TOPIC
 from plumbing.mqtt import MqttClient
 from plumbing.service import Running
@@ -41,6 +43,7 @@ __all__ = [
     "BUILDERS",
     "RulesParts",
     "TelemetryParts",
+    "build_api",
     "build_ingest",
     "build_rules",
     "build_telemetry",
@@ -279,10 +282,31 @@ async def build_watch_gateway(settings: Settings, stack: AsyncExitStack) -> Runn
     return Running(health=gateway.health)
 
 
+async def build_api(settings: Settings, stack: AsyncExitStack) -> Running:
+    # The pool enters first, so it closes last: requests in flight finish on it while the
+    # server drains on SIGTERM.
+    pool = await connect_pool(settings.require_database_url(), max_size=10)
+    stack.push_async_callback(pool.close)
+
+    def health() -> dict[str, Any]:
+        return {**server.health(), "db_connections": pool.get_size()}
+
+    server = HealthServer(
+        host=settings.api_host,
+        port=settings.api_port,
+        health=health,
+        app=create_app(pool=pool),
+        name="api",
+    )
+    await stack.enter_async_context(server)
+    return Running(health=health, watch=[server.done])
+
+
 # What `carewatch NAME` runs, by the name of its subcommand.
 BUILDERS: dict[str, Callable[[Settings, AsyncExitStack], Awaitable[Running]]] = {
     "ingest": build_ingest,
     "rules": build_rules,
     "telemetry": build_telemetry,
     "watch-gateway": build_watch_gateway,
+    "api": build_api,
 }

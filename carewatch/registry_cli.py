@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from api.areas import normalize_area
 from carewatch import rules_cli
 from carewatch.broker_accounts import ADMIN_USER, dynsec_config, enable_accounts, put_accounts
 from devices import registry, residents
@@ -105,6 +106,9 @@ def add_parsers(sub: Any) -> None:
     r_add.add_argument("--address")
     r_add.add_argument("--home", metavar="LAT,LON", help="home position, WGS-84 degrees")
     r_add.add_argument("--timezone", default="Asia/Shanghai")
+    r_add.add_argument(
+        "--area", default="", metavar="PATH", help="e.g. shanghai/xuhui/tianping (default: top)"
+    )
     r_add.set_defaults(run=_run(_add_resident))
     rules_cli.add_configure_parser(r_actions)
 
@@ -227,8 +231,12 @@ async def _add_resident(
     conn: asyncpg.Connection, args: argparse.Namespace, _settings: Settings
 ) -> int:
     home = _lat_lon(args.home) if args.home else None
+    try:
+        area = normalize_area(args.area)
+    except ValueError as exc:
+        raise RegistryError(f"--area: {exc}") from None
     resident_id = await residents.add_resident(
-        conn, name=args.name, address=args.address, home=home, timezone=args.timezone
+        conn, name=args.name, address=args.address, home=home, timezone=args.timezone, area=area
     )
     print(resident_id)
     return 0

@@ -2,9 +2,10 @@
 
 Starts the embedded services (or uses those given by URL), then the carewatch processes as
 children (each its own OS process, as in production: the workers should not share a GIL
-with ingest), optionally a simulated fleet, shows a live status line, restarts a child
+with ingest), then the API (creating the first admin user on the first start), optionally a
+simulated fleet, shows a live status line, restarts a child
 that dies (carewatch/supervisor.py), and on Ctrl-C or SIGTERM stops everything in reverse
-order: fleet, gateway, ingest (drains and acks), then waits until the workers have read
+order: fleet, API, gateway, ingest (drains and acks), then waits until the workers have read
 everything ingest wrote (the embedded Kafka forgets it when it stops), then the workers
 (commit), then the services.
 """
@@ -26,7 +27,10 @@ from aiokafka.errors import KafkaError
 from prometheus_client.parser import text_string_to_metric_families
 
 from alerts import store
+from api import audit, users
+from api.errors import UserExists
 from carewatch.extras import needs_extra
+from plumbing.files import write_file
 from plumbing.http import HealthServer
 from plumbing.kafka import ALARMS_TOPIC, EVENTS_TOPIC, group_lag
 from plumbing.logs import setup_logging
@@ -67,6 +71,12 @@ async def _up(settings: Settings, simulate: int) -> int:
         env = child_env(settings, stack)
         logs = settings.data_dir.resolve() / "logs"
         children = await start_services(exits, stack, env, logs, gateway_port=settings.gateway_port)
+        # After the pipeline, so an alert the API shows is one the workers can change too.
+        env["CAREWATCH_API_PORT"] = str(await _port_for("the API", settings.api_port))
+        children["api"] = await _start_service(exits, "api", env, logs)
+        api_url = f"http://{_loopback(settings.api_host)}:{env['CAREWATCH_API_PORT']}/"
+        stack.record(api_url=api_url)
+        admin = await _first_admin(stack.database_url, settings.data_dir.resolve())
         if simulate:
             argv = ["simulate", "--devices", str(simulate)]
             port = free_port()
@@ -86,7 +96,11 @@ async def _up(settings: Settings, simulate: int) -> int:
                 host=settings.metrics_host, port=settings.metrics_port, health=supervisor.health
             )
         )
-        _print_table(stack, children, logs, int(env["CAREWATCH_GATEWAY_PORT"]), health.port)
+        _print_table(
+            stack, children, logs, int(env["CAREWATCH_GATEWAY_PORT"]), health.port, api_url
+        )
+        print(admin, flush=True)
+        _print_hint()
         status = await _watch(stop, stack.database_url, children, supervisor)
         print("\nstopping…", flush=True)
     print("stopped.")
@@ -105,7 +119,7 @@ async def start_services(
     they stop when `exits` closes. Returns each one's process and metrics port; the watch
     gateway's TCP port is in env["CAREWATCH_GATEWAY_PORT"]."""
     await asyncio.to_thread(logs.mkdir, parents=True, exist_ok=True)
-    env["CAREWATCH_GATEWAY_PORT"] = str(await _gateway_port(gateway_port))
+    env["CAREWATCH_GATEWAY_PORT"] = str(await _port_for("the watch gateway", gateway_port))
     children: dict[str, tuple[ChildProcess, int]] = {}
     for name in SERVICES:
         if name == "ingest":
@@ -186,14 +200,47 @@ async def _start_service(
     return child, port
 
 
-async def _gateway_port(wanted: int) -> int:
-    """The configured watch port, or any free one if something else holds it."""
+async def _port_for(what: str, wanted: int) -> int:
+    """The configured port, or any free one if something else holds it."""
     if wanted and not await port_open("127.0.0.1", wanted):
         return wanted
     port = free_port()
     if wanted:
-        log.warning("port %d is taken; the watch gateway listens on %d instead", wanted, port)
+        log.warning("port %d is taken; %s listens on %d instead", wanted, what, port)
     return port
+
+
+def _loopback(host: str) -> str:
+    """Where this machine reaches a server listening on `host`."""
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+
+
+async def _first_admin(database_url: str, data_dir: Path) -> str:
+    """On the first start (no admin in the database) create the user `admin`, keep its
+    password in `<data_dir>/admin-password` (0600) and say it once; later, say where it is."""
+    path = data_dir / "admin-password"
+    conn = await asyncpg.connect(database_url)
+    try:
+        async with conn.transaction():
+            if await users.has_admin(conn):
+                password = None
+            else:
+                user, password = await users.add_user(conn, name="admin", role="admin")
+                await audit.record(
+                    conn, actor="up", action="user.create", target="user:admin",
+                    before=None, after=user.public(),
+                )  # fmt: skip
+                # Before the commit: no admin is created whose password is not kept.
+                await asyncio.to_thread(write_file, path, f"{password}\n".encode())
+    except UserExists:  # a user named admin who is no admin
+        return "admin password: no admin user, and the name admin is taken (carewatch users add)"
+    finally:
+        await conn.close()
+    if password is not None:
+        return f"admin password: {password} (kept in {path}, mode 0600)"
+    if path.exists():
+        return f"admin password: kept in {path}"
+    return "admin password: an admin user exists (its password is not kept here)"
 
 
 def _healthy(port: int) -> bool:
@@ -210,15 +257,24 @@ def _print_table(
     logs: Path,
     gateway_port: int,
     health_port: int,
+    api_url: str,
 ) -> None:
     print("carewatch is up:")
     print(f"  {'up':<13} health http://127.0.0.1:{health_port}/healthz (restarts what dies)")
     for service, where in stack.describe():
         print(f"  {service:<13} {where}")
     for name, (_child, port) in children.items():
+        log_path = logs / (name + ".log")
+        if name == "api":  # its URL alone on the line: tools and people copy it from there
+            print(f"  {name:<13} {api_url}")
+            print(f"  {'':<13} docs {api_url}api/v1/docs   log {log_path}")
+            continue
         metrics = f"metrics http://127.0.0.1:{port}/metrics" if port else "simulated devices"
-        print(f"  {name:<13} {metrics}   log {logs / (name + '.log')}")
+        print(f"  {name:<13} {metrics}   log {log_path}")
     print(f"  watches connect over TCP to port {gateway_port}")
+
+
+def _print_hint() -> None:
     print("see alerts: carewatch alerts list --status open      stop: Ctrl-C", flush=True)
 
 

@@ -26,14 +26,16 @@ async def add_resident(
     address: str | None = None,
     home: tuple[float, float] | None = None,
     timezone: str = "Asia/Shanghai",
+    area: str = "",
 ) -> int:
-    """A new resident; returns the resident id."""
+    """A new resident; returns the resident id. `area`: where they live in the hierarchy
+    of jurisdiction, in its stored form (api/areas.py), '' for the top."""
     lat, lon = home if home is not None else (None, None)
     try:
         resident_id: int = await conn.fetchval(
-            "INSERT INTO residents (name, address, home_lat, home_lon, timezone)"
-            " VALUES ($1, $2, $3, $4, $5) RETURNING resident_id",
-            name, address, lat, lon, timezone,
+            "INSERT INTO residents (name, address, home_lat, home_lon, timezone, area)"
+            " VALUES ($1, $2, $3, $4, $5, $6) RETURNING resident_id",
+            name, address, lat, lon, timezone, area,
         )  # fmt: skip
     except asyncpg.CheckViolationError as exc:
         raise RegistryError(f"resident {name!r}: {exc.detail or exc}") from exc

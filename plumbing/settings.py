@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     worker_stall_after_s: float = Field(
         120.0, gt=0, description="a batch in hand this long makes a worker unhealthy"
     )
+    api_host: str = Field("127.0.0.1", description="where `carewatch api` listens")
+    api_port: int = Field(
+        8080, ge=0, le=65535, description="the API's port; `up` takes a free one if it is busy"
+    )
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(0, ge=0, le=65535, description="0 = any free port (logged)")
     log_level: str = "INFO"

@@ -57,6 +57,7 @@ class EmbeddedStack:
         self.mqtt_urls: dict[str, str] = {}
         # TLS for devices (mqtts://, with the local CA to trust in its `ca` parameter).
         self.mqtts_url: str | None = None
+        self._more: dict[str, object] = {}  # what `record` added (the API's URL)
         self._embedded: dict[str, EmbeddedPostgres | EmbeddedKafka | EmbeddedMqtt] = {}
 
     def describe(self) -> list[tuple[str, str]]:
@@ -68,6 +69,12 @@ class EmbeddedStack:
         external service has none. For fault injection (carewatch/faults.py)."""
         found = {name: service.process for name, service in self._embedded.items()}
         return {name: process for name, process in found.items() if process is not None}
+
+    def record(self, **more: object) -> None:
+        """Add to what stack.json says, e.g. `api_url` once `up` has started the API."""
+        self._more.update(more)
+        if self._wrote_stack_file:
+            self._write_stack_file()
 
     async def start(self) -> None:
         data_dir = self.settings.data_dir.resolve()
@@ -199,6 +206,7 @@ class EmbeddedStack:
             "mqtt_shared": self.mqtt_shared,
             "mqtt_urls": self.mqtt_urls,
             "mqtts_url": self.mqtts_url,
+            **self._more,
         }
         write_file(self.settings.stack_file(), orjson.dumps(record, option=orjson.OPT_INDENT_2))
         self._wrote_stack_file = True

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import orjson
 import psutil
 import pytest
@@ -111,11 +112,10 @@ async def _contains(url: str, text: str) -> bool:
     return text.encode() in (await _http(url))[1]
 
 
-async def test_up_runs_everything_and_stops_it_all(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
-    device = f"up-{uuid.uuid4().hex[:8]}"
+async def _start_up(data_dir: Path, *args: str) -> tuple[asyncio.subprocess.Process, str]:
+    """`carewatch up` started, and what it printed until it was up."""
     proc = await asyncio.create_subprocess_exec(
-        *CLI, "--data-dir", str(data_dir), "up", "--simulate", "2",
+        *CLI, "--data-dir", str(data_dir), "up", *args,
         env=_clean_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     assert proc.stdout is not None
@@ -125,12 +125,25 @@ async def test_up_runs_everything_and_stops_it_all(tmp_path: Path) -> None:
             line = await asyncio.wait_for(proc.stdout.readline(), 90)
             assert line, "carewatch up exited:\n" + "".join(output)
             output.append(line.decode())
-        table = "".join(output)
+    except BaseException:
+        proc.kill()
+        await proc.wait()
+        raise
+    return proc, "".join(output)
+
+
+async def test_up_runs_everything_and_stops_it_all(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    device = f"up-{uuid.uuid4().hex[:8]}"
+    proc, table = await _start_up(data_dir, "--simulate", "2")
+    try:
         services = ("postgres", "kafka", "mqtt", "telemetry", "rules", "ingest", "watch-gateway")
-        for name in (*services, "simulate"):
+        for name in (*services, "api", "simulate"):
             assert f"  {name} " in table, table
         children = psutil.Process(proc.pid).children(recursive=True)
         stack = orjson.loads((data_dir / "stack.json").read_bytes())
+        assert re.search(r"^  api {11}http://127\.0\.0\.1:\d+/$", table, re.M), table
+        assert f"  api           {stack['api_url']}\n" in table
 
         added = await _cli("devices", "add", device, "--format", "native", data_dir=data_dir)
         secret = re.search(r"mqtt secret: +(\S+)", added)
@@ -165,6 +178,7 @@ async def test_up_runs_everything_and_stops_it_all(tmp_path: Path) -> None:
         finally:
             await conn.close()
         children = psutil.Process(proc.pid).children(recursive=True)
+        await _handle_over_the_api(stack["api_url"], table, data_dir, device)
 
         proc.send_signal(signal.SIGINT)
         rest, _ = await asyncio.wait_for(proc.communicate(), 60)
@@ -176,6 +190,57 @@ async def test_up_runs_everything_and_stops_it_all(tmp_path: Path) -> None:
     assert "stopped." in rest.decode()
     assert not (data_dir / "stack.json").exists()
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+async def _handle_over_the_api(api_url: str, table: str, data_dir: Path, device: str) -> None:
+    """The newcomer's way: sign in as the admin `up` created, create an operator, who sees
+    the device's SOS, acknowledges and resolves it; the audit says who did what."""
+    password = _first_admin_password(table, data_dir)
+    async with httpx.AsyncClient(base_url=api_url + "api/v1/", timeout=10) as api:
+        login = await api.post("login", json={"name": "admin", "password": password})
+        assert login.status_code == 200, login.text
+        admin = {"Authorization": f"Bearer {login.json()['token']}"}
+        created = await api.post("users", json={"name": "li", "role": "operator"}, headers=admin)
+        assert created.status_code == 201, created.text
+        operator = {"Authorization": f"Bearer {created.json()['token']}"}
+        listed = await api.get("alerts", params={"kind": "sos", "status": "open"}, headers=operator)
+        (alert,) = [a for a in listed.json()["items"] if a["device_id"] == device]
+        path = f"alerts/{alert['alert_id']}"
+        assert (await api.post(f"{path}/ack", json={}, headers=operator)).status_code == 200
+        resolved = await api.post(
+            f"{path}/resolve", json={"resolution": "test", "note": "drill"}, headers=operator
+        )
+        assert resolved.json()["status"] == "resolved", resolved.text
+        audit = (await api.get("audit", headers=admin)).json()["items"]
+    assert [(a["actor"], a["action"]) for a in audit if a["target"].startswith("alert:")] == [
+        ("li", "alert.resolve"), ("li", "alert.ack")
+    ]  # fmt: skip
+
+
+def _first_admin_password(table: str, data_dir: Path) -> str:
+    """The password `up` printed, checked against the file it says it is kept in."""
+    found = re.search(r"^admin password: (\S+) \(kept in (\S+), mode 0600\)$", table, re.M)
+    assert found, table
+    password, kept = found[1], Path(found[2])
+    assert kept == data_dir.resolve() / "admin-password"
+    assert kept.read_text().strip() == password and kept.stat().st_mode & 0o777 == 0o600
+    return password
+
+
+async def test_up_creates_the_admin_once(tmp_path: Path) -> None:
+    """A second start on the same data says where the first start kept the password."""
+    data_dir = tmp_path / "data"
+    for start in (1, 2):
+        proc, table = await _start_up(data_dir)
+        proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0
+        lines = [line for line in table.splitlines() if line.startswith("admin password:")]
+        assert len(lines) == 1, table
+        if start == 1:
+            _first_admin_password(table, data_dir)
+        else:
+            assert lines == [f"admin password: kept in {data_dir / 'admin-password'}"]
 
 
 async def _restarted(url: str) -> dict[str, Any] | None:

@@ -1,0 +1,78 @@
+"""What every route depends on: a database connection, and the user behind the bearer
+token with the role the route needs. As dependencies, no route can forget them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated
+
+import asyncpg
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api import users
+from api.credentials import TOKEN_PREFIX
+from api.users import User
+
+__all__ = ["Admin", "Conn", "CurrentUser", "Supervisor", "forbid_outside"]
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="a token from `POST /api/v1/login` or `carewatch users add|token`",
+)
+
+
+async def _connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
+    pool: asyncpg.Pool = request.app.state.pool
+    async with pool.acquire() as conn:
+        yield conn
+
+
+Conn = Annotated[asyncpg.Connection, Depends(_connection)]
+
+
+async def _current_user(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    conn: Conn,
+) -> User:
+    if credentials is None:
+        raise HTTPException(
+            401,
+            "not signed in: send Authorization: Bearer <token>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    token = credentials.credentials
+    # Anything not shaped like our tokens is refused without asking the database.
+    user = None
+    if token.startswith(TOKEN_PREFIX) and len(token) <= 100 and token.isascii():
+        user = await users.user_for_token(conn, token)
+    if user is None:
+        raise HTTPException(
+            401,
+            "the bearer token is not valid (unknown, revoked, or its user is disabled)",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    return user
+
+
+CurrentUser = Annotated[User, Depends(_current_user)]
+
+
+def _role(minimum: str) -> Callable[[User], Awaitable[User]]:
+    async def check(user: CurrentUser) -> User:
+        if not user.has_role(minimum):
+            raise HTTPException(403, f"this needs the {minimum} role or above; you are {user.role}")
+        return user
+
+    return check
+
+
+Supervisor = Annotated[User, Depends(_role("supervisor"))]
+Admin = Annotated[User, Depends(_role("admin"))]
+
+
+def forbid_outside(user: User, area: str, what: str) -> None:
+    """403 unless `area` is the user's area or below it."""
+    if not user.sees(area):
+        mine = user.area or "(top)"
+        raise HTTPException(403, f"{what} is in area {area or '(top)'}, outside yours ({mine})")

@@ -1,0 +1,234 @@
+"""What the API takes in and gives out (pydantic): bodies are never what goes out, and
+secrets leave only in the one answer that issues them (`UserCreated`, `TokenOut`).
+
+Every string that comes in is checked for characters PostgreSQL cannot store (NUL) and
+for length, so hostile input gets a 422 naming the field, never a server error.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+__all__ = [
+    "AckBody",
+    "AlertDetail",
+    "AlertItem",
+    "AlertPage",
+    "AssignBody",
+    "AuditEntry",
+    "AuditPage",
+    "CallBody",
+    "CallOut",
+    "Error",
+    "HistoryEntry",
+    "HoldBody",
+    "LoginBody",
+    "NoteBody",
+    "NoteOut",
+    "ResolveBody",
+    "TokenOut",
+    "UserCreate",
+    "UserCreated",
+    "UserPage",
+    "UserPublic",
+    "clean_text",
+]
+
+Role = Literal["operator", "supervisor", "admin"]
+Status = Literal["open", "acknowledged", "resolved"]
+Severity = Literal["critical", "warning", "info"]
+Resolution = Literal[
+    "false_alarm",
+    "assisted_at_home",
+    "ambulance",
+    "police",
+    "no_answer_visited",
+    "device_fault",
+    "test",
+    "other",
+]
+Outcome = Literal["answered", "no_answer", "busy", "wrong_number", "voicemail"]
+
+
+def clean_text(value: str) -> str:
+    """No control characters but tab and line breaks: NUL cannot be stored at all, and
+    the others only hide what a text says."""
+    if any(ord(c) < 32 and c not in "\t\n\r" for c in value):
+        raise ValueError("control characters are not allowed")
+    return value
+
+
+Note = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=4000),
+    AfterValidator(clean_text),
+]
+Short = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(clean_text),
+]
+AreaPath = Annotated[str, StringConstraints(max_length=200), AfterValidator(clean_text)]
+UserName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")]
+
+
+class _Body(BaseModel):
+    # A misspelt field is an error, not silently ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+class Error(BaseModel):
+    detail: str = Field(description="what was refused and why")
+
+
+class AckBody(_Body):
+    note: Note | None = Field(None, description="kept in the alert's history")
+
+
+class ResolveBody(_Body):
+    resolution: Resolution = Field(description="why it is resolved (docs/api.md)")
+    note: Note | None = Field(None, description="what was done; the resolution code when left out")
+
+
+class AssignBody(_Body):
+    user: UserName = Field(description="the user who takes it on")
+
+
+class HoldBody(_Body):
+    reason: Short = Field(description="what the alert waits for")
+    until: AwareDatetime = Field(description="when it needs attention again (at most 7 days)")
+
+
+class NoteBody(_Body):
+    text: Note
+
+
+class CallBody(_Body):
+    to: Short = Field(description="who was called: 'resident', 'daughter', '120'…")
+    number: str = Field(pattern=r"^[0-9+()#*. -]{2,32}$", description="the number dialled")
+    outcome: Outcome
+
+
+class HistoryEntry(BaseModel):
+    history_id: int
+    at: datetime
+    change: str
+    actor: str
+    note: str | None
+    status: Status
+    count: int
+    published_at: datetime | None
+
+
+class NoteOut(BaseModel):
+    note_id: int
+    at: datetime
+    author: str
+    text: str
+
+
+class CallOut(BaseModel):
+    call_id: int
+    at: datetime
+    caller: str
+    callee: str
+    number: str
+    outcome: Outcome
+
+
+class AlertItem(BaseModel):
+    """The fields of `carewatch alerts list --json`, the resident's name and area, and
+    who has it and until when it is on hold."""
+
+    alert_id: int
+    kind: str
+    device_id: str
+    severity: Severity
+    status: Status
+    count: int
+    first_ts: datetime
+    last_ts: datetime
+    opened_at: datetime
+    updated_at: datetime
+    lat: float | None
+    lon: float | None
+    summary: str
+    resident_id: int | None
+    resident_name: str | None
+    area: str
+    assigned_to: str | None
+    held_until: datetime | None
+
+
+class AlertPage(BaseModel):
+    items: list[AlertItem]
+    next: str | None = Field(description="the cursor of the next page; null on the last")
+
+
+class AlertDetail(AlertItem):
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    resolved_at: datetime | None
+    resolved_by: str | None
+    resolution: str | None = Field(description="the resolving note, or the rule's reason")
+    resolution_code: Resolution | None
+    hold_reason: str | None
+    events: int = Field(description="events and timer keys linked to the alert")
+    history: list[HistoryEntry]
+    notes: list[NoteOut]
+    calls: list[CallOut]
+
+
+class UserPublic(BaseModel):
+    name: str
+    role: Role
+    area: str = Field(description="'' is the top: every area")
+    created_at: datetime
+    disabled: bool
+
+
+class UserPage(BaseModel):
+    items: list[UserPublic]
+    next: str | None
+
+
+class UserCreate(_Body):
+    name: UserName
+    role: Role
+    area: AreaPath | None = Field(None, description="'' for every area; yours when left out")
+    password: str | None = Field(
+        None, min_length=12, max_length=256, description="a new one is made when left out"
+    )
+
+
+class UserCreated(UserPublic):
+    password: str = Field(description="shown this once")
+    token: str = Field(description="a bearer token, shown this once")
+
+
+class LoginBody(_Body):
+    name: UserName
+    password: Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class TokenOut(BaseModel):
+    token: str = Field(description="send as `Authorization: Bearer <token>`")
+    user: UserPublic
+
+
+class AuditEntry(BaseModel):
+    audit_id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntry]
+    next: str | None

@@ -1,0 +1,75 @@
+"""`/api/v1/login`, `/api/v1/me` and `/api/v1/users`: signing in, and managing users.
+
+An admin creates users in their own area or below it; the new user's password and a first
+token are in that one answer, never again (the hash and the token's digest are kept).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+
+from api import audit, users
+from api.areas import normalize_area
+from api.deps import Admin, Conn, CurrentUser, Supervisor, forbid_outside
+from api.models import Error, LoginBody, TokenOut, UserCreate, UserCreated, UserPage, UserPublic
+from api.routes import API_PREFIX
+
+__all__ = ["router"]
+
+router = APIRouter(
+    prefix=API_PREFIX, tags=["users"], responses={401: {"model": Error}, 403: {"model": Error}}
+)
+
+
+@router.post("/login", response_model=TokenOut, summary="trade a name and password for a token")
+async def login(conn: Conn, body: LoginBody) -> dict[str, Any]:
+    async with conn.transaction():
+        user = await users.check_login(conn, body.name, body.password)
+        if user is None:
+            raise HTTPException(
+                401, "wrong user name or password", headers={"WWW-Authenticate": "Bearer"}
+            )
+        token = await users.issue_token(conn, user.name)
+        await audit.record(
+            conn, actor=user.name, action="token.issue", target=f"user:{user.name}",
+            before=None, after={"via": "login"},
+        )  # fmt: skip
+    return {"token": token, "user": user.public()}
+
+
+@router.get("/me", response_model=UserPublic, summary="who the token belongs to")
+async def me(user: CurrentUser) -> dict[str, Any]:
+    return user.public()
+
+
+@router.get("/users", response_model=UserPage, summary="the users in your area")
+async def list_users(conn: Conn, user: Supervisor) -> dict[str, Any]:
+    found = await users.list_users(conn, within=user.area)
+    return {"items": [u.public() for u in found], "next": None}
+
+
+@router.post(
+    "/users",
+    response_model=UserCreated,
+    status_code=201,
+    summary="create a user (admins)",
+    responses={409: {"model": Error}, 422: {"model": Error}},
+)
+async def create_user(conn: Conn, admin: Admin, body: UserCreate) -> dict[str, Any]:
+    try:
+        area = normalize_area(body.area if body.area is not None else admin.area)
+    except ValueError as exc:
+        raise HTTPException(422, f"area: {exc}") from None
+    forbid_outside(admin, area, f"area {area!r}")
+    async with conn.transaction():
+        user, password = await users.add_user(
+            conn, name=body.name, role=body.role, area=area, password=body.password
+        )
+        token = await users.issue_token(conn, user.name)
+        await audit.record(
+            conn, actor=admin.name, action="user.create", target=f"user:{user.name}",
+            before=None, after=user.public(),
+        )  # fmt: skip
+    return {**user.public(), "password": password, "token": token}
