@@ -23,6 +23,7 @@ __all__ = [
     "event_row",
     "events_of_device",
     "has_event",
+    "latest_readings",
     "prepare_staging",
     "received_at",
     "sources",
@@ -72,6 +73,30 @@ async def events_of_device(conn: asyncpg.Connection, device_id: str) -> list[dic
     """A device's stored events, by device time."""
     rows = await conn.fetch("SELECT * FROM events WHERE device_id = $1 ORDER BY ts", device_id)
     return [dict(r) for r in rows]
+
+
+# The newest battery and worn reading of each device (index events_device_readings).
+_READINGS = """
+SELECT d.device_id, b.battery_pct, b.ts AS battery_at, w.worn, w.ts AS worn_at
+FROM unnest($1::text[]) AS d (device_id)
+LEFT JOIN LATERAL (
+    SELECT (body->>'battery_pct')::float8 AS battery_pct, ts FROM events e
+    WHERE e.device_id = d.device_id AND e.kind = 'battery' ORDER BY ts DESC LIMIT 1
+) b ON true
+LEFT JOIN LATERAL (
+    SELECT (body->>'worn')::boolean AS worn, ts FROM events e
+    WHERE e.device_id = d.device_id AND e.kind = 'worn' ORDER BY ts DESC LIMIT 1
+) w ON true
+"""
+
+
+async def latest_readings(
+    conn: asyncpg.Connection, device_ids: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """Each device's newest stored battery level and worn state, by device time:
+    {device_id: {battery_pct, battery_at, worn, worn_at}} (None where it never said)."""
+    rows = await conn.fetch(_READINGS, list(device_ids))
+    return {r["device_id"]: dict(r) for r in rows}
 
 
 async def has_event(conn: asyncpg.Connection, device_id: str, kind: str) -> bool:

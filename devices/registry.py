@@ -24,18 +24,35 @@ from devices.errors import RegistryError
 
 __all__ = [
     "Device",
+    "DeviceExists",
+    "DeviceNotFound",
     "add_device",
     "check_clock",
+    "device_and_area",
     "get_device",
     "import_csv",
     "issue_secret",
     "list_devices",
+    "search_devices",
     "set_clock",
     "set_status",
+    "update_device",
 ]
 
 DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 _COLUMNS = "device_id, format, model, resident_id, status, mqtt_username, last_seen, clock_tz"
+# A device lies in its resident's area; one without a resident at the top ('').
+_AREA = "coalesce(r.area, '')"
+_WITH_AREA = "devices d LEFT JOIN residents r ON r.resident_id = d.resident_id"
+_D_COLUMNS = ", ".join(f"d.{c}" for c in _COLUMNS.split(", "))
+
+
+class DeviceExists(RegistryError):
+    """A device of that id (or its MQTT user) is registered already."""
+
+
+class DeviceNotFound(RegistryError):
+    """No device has that id."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +94,7 @@ async def add_device(
             hash_secret(secret) if secret else None, clock_tz,
         )  # fmt: skip
     except asyncpg.UniqueViolationError as exc:
-        raise RegistryError(f"device {device_id!r} (or its MQTT user) already exists") from exc
+        raise DeviceExists(f"device {device_id!r} (or its MQTT user) already exists") from exc
     except asyncpg.ForeignKeyViolationError as exc:
         raise RegistryError(f"device {device_id!r}: no resident {resident_id}") from exc
     return _device(row), secret
@@ -101,13 +118,83 @@ async def issue_secret(conn: asyncpg.Connection, device_id: str) -> str:
 async def get_device(conn: asyncpg.Connection, device_id: str) -> Device:
     row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM devices WHERE device_id = $1", device_id)
     if row is None:
-        raise RegistryError(f"no device {device_id!r}")
+        raise DeviceNotFound(f"no device {device_id!r}")
     return _device(row)
 
 
 async def list_devices(conn: asyncpg.Connection) -> list[Device]:
     rows = await conn.fetch(f"SELECT {_COLUMNS} FROM devices ORDER BY device_id")
     return [_device(r) for r in rows]
+
+
+async def device_and_area(
+    conn: asyncpg.Connection, device_id: str, *, lock: bool = False
+) -> tuple[Device, str]:
+    """A device and the area it lies in; DeviceNotFound. `lock`: hold its row until the
+    transaction ends, so a change checks the area of the device it changes."""
+    row = await conn.fetchrow(
+        f"SELECT {_D_COLUMNS}, {_AREA} AS area FROM {_WITH_AREA} WHERE d.device_id = $1"
+        + (" FOR UPDATE OF d" if lock else ""),
+        device_id,
+    )
+    if row is None:
+        raise DeviceNotFound(f"no device {device_id!r}")
+    fields = dict(row)
+    area: str = fields.pop("area")
+    return Device(**fields), area
+
+
+async def search_devices(
+    conn: asyncpg.Connection,
+    *,
+    scope: str,
+    resident_id: int | None = None,
+    format: str | None = None,
+    status: str | None = None,
+    silent_since: datetime | None = None,
+    after: str | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """Up to `limit` devices lying in `scope` (an area and below, on `/` boundaries) that
+    match, by id after `after`: each the device's columns with `area` and `resident_name`.
+    `silent_since`: last seen before then, or never."""
+    args: list[Any] = [scope, after, resident_id, format, status, silent_since, limit]
+    rows = await conn.fetch(
+        f"SELECT {_D_COLUMNS}, {_AREA} AS area, r.name AS resident_name FROM {_WITH_AREA}"
+        f" WHERE ($1 = '' OR {_AREA} = $1 OR starts_with({_AREA}, $1 || '/'))"
+        " AND ($2::text IS NULL OR d.device_id > $2)"
+        " AND ($3::bigint IS NULL OR d.resident_id = $3)"
+        " AND ($4::text IS NULL OR d.format = $4) AND ($5::text IS NULL OR d.status = $5)"
+        " AND ($6::timestamptz IS NULL OR d.last_seen IS NULL OR d.last_seen < $6)"
+        " ORDER BY d.device_id LIMIT $7",
+        *args,
+    )
+    return [dict(r) for r in rows]
+
+
+async def update_device(
+    conn: asyncpg.Connection, device_id: str, changes: dict[str, Any]
+) -> Device:
+    """Change a device's `model`, `resident_id` and/or `clock_tz` (validated as
+    `set_clock` does); DeviceNotFound, RegistryError for an unknown resident."""
+    unknown = set(changes) - {"model", "resident_id", "clock_tz"}
+    if unknown:
+        raise RegistryError(f"cannot change {', '.join(sorted(unknown))}")
+    if "clock_tz" in changes:
+        changes = {**changes, "clock_tz": check_clock(changes["clock_tz"])}
+    names = list(changes)
+    sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, start=2))
+    try:
+        row = await conn.fetchrow(
+            f"UPDATE devices SET {sets or 'device_id = device_id'}, updated_at = now()"
+            f" WHERE device_id = $1 RETURNING {_COLUMNS}",
+            device_id, *(changes[n] for n in names),
+        )  # fmt: skip
+    except asyncpg.ForeignKeyViolationError as exc:
+        raise RegistryError(f"no resident {changes.get('resident_id')}") from exc
+    if row is None:
+        raise DeviceNotFound(f"no device {device_id!r}")
+    return _device(row)
 
 
 async def set_status(conn: asyncpg.Connection, device_id: str, status: str) -> Device:
@@ -120,7 +207,7 @@ async def set_status(conn: asyncpg.Connection, device_id: str, status: str) -> D
         status,
     )
     if row is None:
-        raise RegistryError(f"no device {device_id!r}")
+        raise DeviceNotFound(f"no device {device_id!r}")
     return _device(row)
 
 
@@ -133,7 +220,7 @@ async def set_clock(conn: asyncpg.Connection, device_id: str, clock_tz: str | No
         check_clock(clock_tz),
     )
     if row is None:
-        raise RegistryError(f"no device {device_id!r}")
+        raise DeviceNotFound(f"no device {device_id!r}")
     return _device(row)
 
 
@@ -172,7 +259,7 @@ async def import_csv(conn: asyncpg.Connection, text: str) -> list[tuple[Device, 
 
 def _csv_fields(row: dict[str, Any]) -> dict[str, Any]:
     resident = (row.get("resident_id") or "").strip()
-    if resident and not resident.isdigit():
+    if resident and not (resident.isascii() and resident.isdigit() and len(resident) <= 18):
         raise RegistryError(f"resident_id must be a number, not {resident!r}")
     return {
         "device_id": (row["device_id"] or "").strip(),
