@@ -39,19 +39,19 @@ from plumbing.component import Component
 from plumbing.db import DatabaseError
 from plumbing.kafka import ALERTS_TOPIC, make_producer
 
-__all__ = ["CHANNEL", "AlertPublisher"]
+__all__ = ["CHANNEL", "FIELDS", "AlertPublisher", "change_body"]
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "carewatch_alert_history"
 
-_FIELDS = [c.strip() for c in f"{ALERT_COLUMNS}, {LIFECYCLE_COLUMNS}".split(",")]
+FIELDS = [c.strip() for c in f"{ALERT_COLUMNS}, {LIFECYCLE_COLUMNS}".split(",")]
 
 # The alert's own status and count are selected too, but the history's win in the message.
 _CLAIM = f"""
 SELECT h.history_id, h.at, h.change, h.actor, h.note,
        h.status AS change_status, h.count AS change_count,
-       {", ".join(f"a.{c}" for c in _FIELDS)}
+       {", ".join(f"a.{c}" for c in FIELDS)}
 FROM alert_history h JOIN alerts a ON a.alert_id = h.alert_id
 WHERE h.published_at IS NULL
 ORDER BY h.history_id
@@ -235,7 +235,14 @@ async def _in_alert_order(
 
 
 def _message(row: asyncpg.Record) -> bytes:
-    body: dict[str, Any] = {name: row[name] for name in _FIELDS}
+    return orjson.dumps(change_body(row))
+
+
+def change_body(row: asyncpg.Record) -> dict[str, Any]:
+    """An alert change as carewatch.alerts.v1 carries it, from a row with the alert's
+    columns and the history row's (`change_status`, `change_count`: the alert's status and
+    count as of the change). The API's live stream sends the same shape."""
+    body: dict[str, Any] = {name: row[name] for name in FIELDS}
     body["status"] = row["change_status"]
     body["count"] = row["change_count"]
     body.update(
@@ -245,4 +252,4 @@ def _message(row: asyncpg.Record) -> bytes:
         note=row["note"],
         at=row["at"],
     )
-    return orjson.dumps(body)
+    return body

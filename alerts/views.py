@@ -16,9 +16,18 @@ from typing import Any
 import asyncpg
 
 from alerts.errors import AlertNotFound
+from alerts.outbox import FIELDS, change_body
 from alerts.store import ALERT_COLUMNS, get_alert
 
-__all__ = ["ORDERS", "AlertFilter", "alert_view", "area_of", "search_alerts"]
+__all__ = [
+    "ORDERS",
+    "AlertFilter",
+    "alert_view",
+    "area_of",
+    "changes_after",
+    "last_change_id",
+    "search_alerts",
+]
 
 _AREA = "coalesce(r.area, '')"
 _ITEM = ", ".join(f"a.{c.strip()}" for c in ALERT_COLUMNS.split(",")) + (
@@ -149,3 +158,40 @@ async def alert_view(conn: asyncpg.Connection, alert_id: int) -> dict[str, Any]:
         "notes": [dict(n) for n in notes],
         "calls": [dict(c) for c in calls],
     }
+
+
+# Alert changes as the live stream sends them: carewatch.alerts.v1's shape, plus the
+# resident's name and area (to filter by the user's area).
+_CHANGES = f"""
+SELECT h.history_id, h.at, h.change, h.actor, h.note,
+       h.status AS change_status, h.count AS change_count,
+       {", ".join(f"a.{c}" for c in FIELDS)}, r.name AS resident_name, {_AREA} AS area
+FROM alert_history h JOIN {_FROM} ON a.alert_id = h.alert_id
+WHERE h.history_id > $1
+  AND (h.history_id > $2 OR (h.history_id < $2 AND h.at > now() - make_interval(secs => $3)))
+ORDER BY h.history_id
+LIMIT $4
+"""
+
+
+async def changes_after(
+    conn: asyncpg.Connection,
+    after_id: int,
+    *,
+    limit: int,
+    overlap: int = 0,
+    recent_s: float = 0.0,
+) -> list[dict[str, Any]]:
+    """Alert changes after `after_id`, oldest first; with `overlap`, also those up to that
+    many ids before it (not `after_id` itself) written in the last `recent_s` seconds.
+    History ids are taken at insert, not at commit: a long transaction can commit id 104
+    after id 105 was seen, and the overlap brings it back (readers skip the ids they have)."""
+    rows = await conn.fetch(_CHANGES, after_id - overlap, after_id, recent_s, limit)
+    return [
+        {**change_body(r), "resident_name": r["resident_name"], "area": r["area"]} for r in rows
+    ]
+
+
+async def last_change_id(conn: asyncpg.Connection) -> int:
+    """The newest alert change's history id (0 when there is none)."""
+    return int(await conn.fetchval("SELECT coalesce(max(history_id), 0) FROM alert_history"))

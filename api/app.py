@@ -28,7 +28,9 @@ from prometheus_client import Histogram
 from alerts.errors import AlertNotFound, AlertStateError
 from api.cursors import CursorError
 from api.errors import BadUser, UserExists, UserNotFound
-from api.routes import API_PREFIX, alerts, audit, users
+from api.feed import AlertFeed
+from api.models import Error
+from api.routes import API_PREFIX, alerts, audit, contacts, devices, residents, stream, users, zones
 
 __all__ = ["API_PREFIX", "create_app"]
 
@@ -67,8 +69,11 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def create_app(*, pool: asyncpg.Pool, max_body_bytes: int = _MAX_BODY) -> FastAPI:
-    """The application, reading and writing through `pool` (opened and closed by the caller)."""
+def create_app(
+    *, pool: asyncpg.Pool, feed: AlertFeed | None = None, max_body_bytes: int = _MAX_BODY
+) -> FastAPI:
+    """The application, reading and writing through `pool`; `/stream` sends what `feed`
+    reads (both started and stopped by the caller; without a feed `/stream` is 503)."""
     app = FastAPI(
         title="carewatch monitoring-centre API",
         version="1",
@@ -77,10 +82,17 @@ def create_app(*, pool: asyncpg.Pool, max_body_bytes: int = _MAX_BODY) -> FastAP
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=None,  # served below, from local files
         redoc_url=None,
+        # What any route may answer, whatever it does.
+        responses={
+            400: {"model": Error, "description": "the body is not JSON (e.g. not UTF-8)"},
+            413: {"model": Error, "description": "the body is too large"},
+            503: {"model": Error, "description": "the database is unavailable; try again"},
+        },
     )
     app.state.pool = pool
+    app.state.feed = feed
     _serve_docs(app)
-    for module in (users, alerts, audit):
+    for module in (users, alerts, residents, contacts, devices, zones, stream, audit):
         app.include_router(module.router)
     for error, status in _STATUS:
         app.add_exception_handler(error, _answer(status))

@@ -14,7 +14,7 @@ from api import users
 from api.credentials import TOKEN_PREFIX
 from api.users import User
 
-__all__ = ["Admin", "Conn", "CurrentUser", "Supervisor", "forbid_outside"]
+__all__ = ["Admin", "Conn", "CurrentUser", "StreamingUser", "Supervisor", "forbid_outside"]
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -34,6 +34,22 @@ Conn = Annotated[asyncpg.Connection, Depends(_connection)]
 async def _current_user(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     conn: Conn,
+) -> User:
+    return await _authenticate(credentials, conn)
+
+
+async def _user_briefly(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    request: Request,
+) -> User:
+    """The user, with a connection held only while the token is looked up: for responses
+    that last (a live stream), which must not each keep one of the pool's connections."""
+    async with request.app.state.pool.acquire() as conn:
+        return await _authenticate(credentials, conn)
+
+
+async def _authenticate(
+    credentials: HTTPAuthorizationCredentials | None, conn: asyncpg.Connection
 ) -> User:
     if credentials is None:
         raise HTTPException(
@@ -56,6 +72,7 @@ async def _current_user(
 
 
 CurrentUser = Annotated[User, Depends(_current_user)]
+StreamingUser = Annotated[User, Depends(_user_briefly)]
 
 
 def _role(minimum: str) -> Callable[[User], Awaitable[User]]:

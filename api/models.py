@@ -23,6 +23,7 @@ __all__ = [
     "CallBody",
     "CallOut",
     "Error",
+    "FieldError",
     "HistoryEntry",
     "HoldBody",
     "LoginBody",
@@ -80,8 +81,17 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="where: e.g. ['body', 'note'] or ['query', 'limit']")
+    msg: str
+    type: str
+
+
 class Error(BaseModel):
-    detail: str = Field(description="what was refused and why")
+    detail: str | list[FieldError] = Field(
+        description="what was refused and why; for a request that does not match its schema "
+        "(422), one entry per field"
+    )
 
 
 class AckBody(_Body):

@@ -141,6 +141,13 @@ def _parser() -> argparse.ArgumentParser:
     faults.add_argument("--report", type=Path, default=Path("faults-report.json"))
     faults.set_defaults(run=_faults)
 
+    bench_api = sub.add_parser(
+        "bench-api", help="the API on a full database: the alert queue, timelines, live streams"
+    )
+    bench_api.add_argument("--small", action="store_true", help="a quick check (1 minute)")
+    bench_api.add_argument("--report", type=Path, default=Path("api-bench-report.json"))
+    bench_api.set_defaults(run=_bench_api)
+
     schema = sub.add_parser("schema", help="print the canonical event JSON Schema")
     schema.add_argument("--write", action="store_true", help=f"write it to {SCHEMA_PATH}")
     schema.set_defaults(run=_schema)
@@ -276,6 +283,15 @@ def _faults(args: argparse.Namespace, settings: Settings) -> int:
         if getattr(args, option) is not None:
             plan = replace(plan, **{name: getattr(args, option)})
     return run_faults(settings, plan, report=args.report)
+
+
+def _bench_api(args: argparse.Namespace, settings: Settings) -> int:
+    from carewatch.bench_api import ApiBenchPlan, run_bench_api
+    from plumbing.logs import setup_logging
+
+    setup_logging(level="WARNING", fmt="text", process_name="bench-api")
+    plan = ApiBenchPlan.small() if args.small else ApiBenchPlan()
+    return run_bench_api(plan, report=args.report)
 
 
 def _host_port(text: str) -> tuple[str, int]:

@@ -24,6 +24,8 @@ from alerts.rule_state import RuleStateStore
 from alerts.rules_worker import RulesWorker
 from alerts.telemetry import TelemetryWriter
 from api.app import create_app
+from api.feed import AlertFeed
+from carewatch.broker_accounts import accounts_for
 from devices.events import Event, event_from_json
 from ingest import gateway_metrics  # noqa: F401 - registers the gateway's metrics
 from ingest.pipeline import Ingest
@@ -288,18 +290,30 @@ async def build_api(settings: Settings, stack: AsyncExitStack) -> Running:
     pool = await connect_pool(settings.require_database_url(), max_size=10)
     stack.push_async_callback(pool.close)
 
+    feed = AlertFeed(database_url=settings.require_database_url(), pool=pool)
+    app = create_app(pool=pool, feed=feed)
+    # Device changes reach the broker's accounts through the admin account this process
+    # finds (CAREWATCH_MQTT_ADMIN_URL, or the one `up` records in stack.json), over one
+    # short connection per change: alerts are served while the broker is down.
+    app.state.broker_accounts = lambda: accounts_for(settings)
+
     def health() -> dict[str, Any]:
-        return {**server.health(), "db_connections": pool.get_size()}
+        parts = {"server": server.health(), "feed": feed.health()}
+        ok = all(part["ok"] for part in parts.values())
+        return {"ok": ok, **parts, "db_connections": pool.get_size()}
 
     server = HealthServer(
         host=settings.api_host,
         port=settings.api_port,
         health=health,
-        app=create_app(pool=pool),
+        app=app,
         name="api",
     )
     await stack.enter_async_context(server)
-    return Running(health=health, watch=[server.done])
+    # Entered after the server, so it stops first: it ends the open streams, which the
+    # server would otherwise wait for on SIGTERM.
+    await stack.enter_async_context(feed)
+    return Running(health=health, watch=[server.done, feed.done])
 
 
 # What `carewatch NAME` runs, by the name of its subcommand.

@@ -16,7 +16,9 @@ from api.routes import API_PREFIX
 __all__ = ["router"]
 
 router = APIRouter(
-    prefix=API_PREFIX, tags=["audit"], responses={401: {"model": Error}, 403: {"model": Error}}
+    prefix=API_PREFIX,
+    tags=["audit"],
+    responses={code: {"model": Error} for code in (401, 403, 422)},
 )
 
 

@@ -586,7 +586,7 @@ async def test_cli_users_add_prints_a_password_and_a_token_once(
 
 
 async def test_the_api_process_serves_and_stops_on_sigterm(
-    stack: EmbeddedStack, tmp_path: Path
+    stack: EmbeddedStack, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     port = free_port()
     env = _env(stack, tmp_path, CAREWATCH_API_PORT=str(port), CAREWATCH_METRICS_PORT="0")
@@ -611,8 +611,14 @@ async def test_the_api_process_serves_and_stops_on_sigterm(
             metrics = (await client.get("/metrics")).text
             assert 'carewatch_api_request_seconds_count{method="GET",route="/api/v1/alerts",' \
                 'status="401"} 1.0' in metrics  # fmt: skip
-        proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), 30) == 0
+            # A live stream open: the stop ends it rather than waiting for it.
+            operator = await _user(pool, "operator")
+            async with client.stream("GET", "/api/v1/stream", headers=operator.auth) as stream:
+                assert stream.status_code == 200
+                proc.send_signal(signal.SIGTERM)
+                assert await asyncio.wait_for(proc.wait(), 30) == 0
+                lines = [line async for line in stream.aiter_lines()]  # it ended
+                assert lines[:1] == ["retry: 2000"]
     finally:
         if proc.returncode is None:
             proc.kill()

@@ -25,6 +25,7 @@ from carewatch.embedded import free_port
 from devices.codecs.native import topic_for
 from plumbing.mqtt import MqttClient, with_login
 from tests.integration.conftest import Pipeline, eventually
+from tests.integration.test_api_stream import Events
 
 pytestmark = pytest.mark.integration
 
@@ -178,7 +179,7 @@ async def test_up_runs_everything_and_stops_it_all(tmp_path: Path) -> None:
         finally:
             await conn.close()
         children = psutil.Process(proc.pid).children(recursive=True)
-        await _handle_over_the_api(stack["api_url"], table, data_dir, device)
+        await _handle_over_the_api(stack, table, data_dir)
 
         proc.send_signal(signal.SIGINT)
         rest, _ = await asyncio.wait_for(proc.communicate(), 60)
@@ -192,29 +193,58 @@ async def test_up_runs_everything_and_stops_it_all(tmp_path: Path) -> None:
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
 
 
-async def _handle_over_the_api(api_url: str, table: str, data_dir: Path, device: str) -> None:
-    """The newcomer's way: sign in as the admin `up` created, create an operator, who sees
-    the device's SOS, acknowledges and resolves it; the audit says who did what."""
+async def _handle_over_the_api(stack: dict[str, Any], table: str, data_dir: Path) -> None:
+    """The newcomer's way: sign in as the admin `up` created, create an operator, register a
+    device with the admin's token; the operator, watching the live stream, sees the
+    device's SOS, acknowledges and resolves it; the stream shows each change, and the audit
+    says who did them."""
     password = _first_admin_password(table, data_dir)
-    async with httpx.AsyncClient(base_url=api_url + "api/v1/", timeout=10) as api:
+    device = f"api-{uuid.uuid4().hex[:8]}"
+    async with httpx.AsyncClient(base_url=stack["api_url"] + "api/v1/", timeout=10) as api:
         login = await api.post("login", json={"name": "admin", "password": password})
         assert login.status_code == 200, login.text
         admin = {"Authorization": f"Bearer {login.json()['token']}"}
         created = await api.post("users", json={"name": "li", "role": "operator"}, headers=admin)
         assert created.status_code == 201, created.text
         operator = {"Authorization": f"Bearer {created.json()['token']}"}
-        listed = await api.get("alerts", params={"kind": "sos", "status": "open"}, headers=operator)
-        (alert,) = [a for a in listed.json()["items"] if a["device_id"] == device]
-        path = f"alerts/{alert['alert_id']}"
-        assert (await api.post(f"{path}/ack", json={}, headers=operator)).status_code == 200
-        resolved = await api.post(
-            f"{path}/resolve", json={"resolution": "test", "note": "drill"}, headers=operator
-        )
-        assert resolved.json()["status"] == "resolved", resolved.text
+        body = {"device_id": device, "format": "native"}
+        registered = await api.post("devices", json=body, headers=admin)
+        assert registered.status_code == 201, registered.text
+        secret = registered.json()["mqtt_secret"]
+        async with api.stream("GET", "stream", headers=operator) as stream:
+            assert stream.status_code == 200
+            changes = Events(stream)
+            url = with_login(stack["mqtt_url"], device, secret)
+            async with MqttClient(url=url, client_id=device, protocol=stack["mqtt_protocol"]) as d:
+                await d.publish(topic_for(device), orjson.dumps({"kind": "sos"}))
+            opened = await _next_of(changes, device)
+            listed = await api.get("alerts", params={"status": "open"}, headers=operator)
+            (alert,) = [a for a in listed.json()["items"] if a["device_id"] == device]
+            path = f"alerts/{alert['alert_id']}"
+            assert (await api.post(f"{path}/ack", json={}, headers=operator)).status_code == 200
+            resolved = await api.post(
+                f"{path}/resolve", json={"resolution": "test", "note": "drill"}, headers=operator
+            )
+            assert resolved.json()["status"] == "resolved", resolved.text
+            later = [await _next_of(changes, device), await _next_of(changes, device)]
         audit = (await api.get("audit", headers=admin)).json()["items"]
-    assert [(a["actor"], a["action"]) for a in audit if a["target"].startswith("alert:")] == [
-        ("li", "alert.resolve"), ("li", "alert.ack")
-    ]  # fmt: skip
+    assert opened["alert_id"] == alert["alert_id"] and opened["change"] == "opened"
+    assert [(c["change"], c["actor"]) for c in later] == [
+        ("acknowledged", "li"),
+        ("resolved", "li"),
+    ]
+    who = [(a["actor"], a["action"], a["target"]) for a in audit]
+    target = f"alert:{alert['alert_id']}"
+    assert [w[:2] for w in who if w[2] == target] == [("li", "alert.resolve"), ("li", "alert.ack")]
+    assert ("admin", "device.create") in [w[:2] for w in who]
+
+
+async def _next_of(changes: Events, device: str) -> dict[str, Any]:
+    """The next change on the stream of an alert of `device` (the fleet's come too)."""
+    while True:
+        change = (await changes.next(within=30))["data"]
+        if change["device_id"] == device:
+            return change
 
 
 def _first_admin_password(table: str, data_dir: Path) -> str:
