@@ -2,14 +2,14 @@
 
 `list` and `show` read; `ack` and `resolve` change an alert's status, which the store
 records in the alert's history (and so publishes on carewatch.alerts.v1, via the rules
-processes' outbox publisher). Who did it is `--by`, the OS user name by default.
+processes' outbox publisher). Who did it is `--by`, the OS user name by default. Each
+change is also an audit row (`alert.ack`, `alert.resolve`: the alert before and after) with
+the actor `cli:<OS user>`, in the same transaction, as the API's are.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
-import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -20,6 +20,7 @@ import orjson
 
 from alerts import store
 from alerts.errors import AlertError
+from carewatch.cli_audit import os_user, record
 from plumbing.db import DatabaseError, run_on_connection
 from plumbing.settings import Settings
 
@@ -72,14 +73,8 @@ def _alert_id(text: str) -> int:
     return value
 
 
-def _os_user() -> str:
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):  # no login name and no passwd entry (some containers)
-        return f"uid:{os.getuid()}"
-
-
 Action = Callable[[asyncpg.Connection, argparse.Namespace], Awaitable[int]]
+Change = Callable[[], Awaitable[dict[str, Any]]]
 
 
 def _run(action: Action) -> Callable[[argparse.Namespace, Settings], int]:
@@ -114,7 +109,11 @@ async def _show(conn: asyncpg.Connection, args: argparse.Namespace) -> int:
 
 
 async def _ack(conn: asyncpg.Connection, args: argparse.Namespace) -> int:
-    alert = await store.acknowledge(conn, args.alert_id, by=args.by or _os_user(), note=args.note)
+    by = args.by or os_user()
+    alert = await _audited(
+        conn, args.alert_id, "alert.ack",
+        lambda: store.acknowledge(conn, args.alert_id, by=by, note=args.note),
+    )  # fmt: skip
     print(
         f"alert {alert['alert_id']} ({alert['kind']}, {alert['device_id']}) acknowledged"
         f" by {alert['acknowledged_by']} at {_time(alert['acknowledged_at'])}"
@@ -123,12 +122,29 @@ async def _ack(conn: asyncpg.Connection, args: argparse.Namespace) -> int:
 
 
 async def _resolve(conn: asyncpg.Connection, args: argparse.Namespace) -> int:
-    alert = await store.resolve(conn, args.alert_id, by=args.by or _os_user(), note=args.note)
+    by = args.by or os_user()
+    alert = await _audited(
+        conn, args.alert_id, "alert.resolve",
+        lambda: store.resolve(conn, args.alert_id, by=by, note=args.note),
+    )  # fmt: skip
     print(
         f"alert {alert['alert_id']} ({alert['kind']}, {alert['device_id']}) resolved"
         f" by {alert['resolved_by']} at {_time(alert['resolved_at'])}: {alert['resolution']}"
     )
     return 0
+
+
+async def _audited(
+    conn: asyncpg.Connection, alert_id: int, action: str, change: Change
+) -> dict[str, Any]:
+    """Apply a change of the alert and audit it (before and after), in one transaction; a
+    repeat that changes nothing (acknowledging twice) is not audited. Returns the alert."""
+    async with conn.transaction():
+        before = await store.lock_alert(conn, alert_id)
+        after = await change()
+        if after != before:
+            await record(conn, action, f"alert:{alert_id}", before, after)
+    return after
 
 
 def _alerts_table(rows: list[dict[str, Any]]) -> str:

@@ -3,6 +3,10 @@
 Every change that affects who may log in to the broker ends by changing that account on
 the broker (carewatch/broker_accounts.py), confirmed, so a new device can publish at once,
 and a disabled one cannot, without restarting anything.
+
+Every change of the registry is an audit row with the actor `cli:<OS user>`, written in the
+change's transaction with the API's action names and shapes (carewatch/cli_audit.py);
+secrets never go into it.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import asyncpg
 import orjson
 
 from api.areas import normalize_area
-from carewatch import rules_cli
+from carewatch import cli_audit, rules_cli
 from carewatch.broker_accounts import ADMIN_USER, dynsec_config, enable_accounts, put_accounts
 from devices import registry, residents
 from devices.broker_auth import (
@@ -114,6 +118,7 @@ def add_parsers(sub: Any) -> None:
 
 
 Action = Callable[[asyncpg.Connection, argparse.Namespace, Settings], Awaitable[int]]
+DeviceChange = Callable[[], Awaitable[registry.Device]]
 
 
 def _run(action: Action) -> Callable[[argparse.Namespace, Settings], int]:
@@ -129,10 +134,13 @@ def _run(action: Action) -> Callable[[argparse.Namespace, Settings], int]:
 
 
 async def _add(conn: asyncpg.Connection, args: argparse.Namespace, settings: Settings) -> int:
-    device, secret = await registry.add_device(
-        conn, device_id=args.device_id, format=args.format, model=args.model,
-        resident_id=args.resident, clock_tz=args.clock_tz,
-    )  # fmt: skip
+    async with conn.transaction():
+        device, secret = await registry.add_device(
+            conn, device_id=args.device_id, format=args.format, model=args.model,
+            resident_id=args.resident, clock_tz=args.clock_tz,
+        )  # fmt: skip
+        after = await cli_audit.locked_device(conn, device.device_id)
+        await cli_audit.record(conn, "device.create", f"device:{device.device_id}", None, after)
     print(f"registered {device.device_id} ({device.format})")
     _print_account(device, secret)
     await _put(settings, [(device, secret)])
@@ -140,7 +148,11 @@ async def _add(conn: asyncpg.Connection, args: argparse.Namespace, settings: Set
 
 
 async def _rekey(conn: asyncpg.Connection, args: argparse.Namespace, settings: Settings) -> int:
-    secret = await registry.issue_secret(conn, args.device_id)
+    async with conn.transaction():
+        item = await cli_audit.locked_device(conn, args.device_id)
+        secret = await registry.issue_secret(conn, args.device_id)
+        # The secret is never recorded: the device as it was and is.
+        await cli_audit.record(conn, "device.rekey", f"device:{args.device_id}", item, item)
     device = await registry.get_device(conn, args.device_id)
     _print_account(device, secret)
     await _put(settings, [(device, secret)])
@@ -169,7 +181,11 @@ async def _list(conn: asyncpg.Connection, args: argparse.Namespace, _settings: S
 async def _set_status(
     conn: asyncpg.Connection, args: argparse.Namespace, settings: Settings
 ) -> int:
-    device = await registry.set_status(conn, args.device_id, args.status)
+    action = "device.enable" if args.status == "active" else "device.disable"
+    device = await _changed(
+        conn, args.device_id, action,
+        lambda: registry.set_status(conn, args.device_id, args.status),
+    )  # fmt: skip
     print(f"{device.device_id} is {device.status}")
     if device.mqtt_username is None:
         return 0
@@ -185,14 +201,21 @@ async def _set_status(
 
 
 async def _set_clock(conn: asyncpg.Connection, args: argparse.Namespace, _s: Settings) -> int:
-    device = await registry.set_clock(conn, args.device_id, args.zone)
+    device = await _changed(
+        conn, args.device_id, "device.update",
+        lambda: registry.set_clock(conn, args.device_id, args.zone),
+    )  # fmt: skip
     print(f"{device.device_id}'s clock is on {device.clock_tz or 'UTC'}")
     return 0
 
 
 async def _import(conn: asyncpg.Connection, args: argparse.Namespace, settings: Settings) -> int:
     text = sys.stdin.read() if str(args.csv) == "-" else args.csv.read_text()
-    added = await registry.import_csv(conn, text)
+    async with conn.transaction():
+        added = await registry.import_csv(conn, text)
+        for device, _secret in added:
+            item = await cli_audit.locked_device(conn, device.device_id)
+            await cli_audit.record(conn, "device.import", f"device:{device.device_id}", None, item)
     for device, secret in added:
         account = {"device_id": device.device_id, "format": device.format,
                    "mqtt_username": device.mqtt_username, "secret": secret}  # fmt: skip
@@ -205,7 +228,12 @@ async def _import(conn: asyncpg.Connection, args: argparse.Namespace, settings: 
 async def _add_service_user(
     conn: asyncpg.Connection, args: argparse.Namespace, settings: Settings
 ) -> int:
-    secret = await ensure_service_user(conn, args.username, args.role)
+    async with conn.transaction():
+        before = await _service_user(conn, args.username)
+        secret = await ensure_service_user(conn, args.username, args.role)
+        action = "mqtt_user.create" if before is None else "mqtt_user.rekey"
+        after = {"username": args.username, "role": args.role}
+        await cli_audit.record(conn, action, f"mqtt_user:{args.username}", before, after)
     topics = ", ".join(f"{access} {topic}" for access, topic in ROLE_TOPICS[args.role])
     print(f"mqtt username: {args.username}   ({args.role}: {topics})")
     print(f"mqtt secret:   {secret}   (shown once; run again to re-key)")
@@ -235,11 +263,40 @@ async def _add_resident(
         area = normalize_area(args.area)
     except ValueError as exc:
         raise RegistryError(f"--area: {exc}") from None
-    resident_id = await residents.add_resident(
-        conn, name=args.name, address=args.address, home=home, timezone=args.timezone, area=area
-    )
+    async with conn.transaction():
+        resident_id = await residents.add_resident(
+            conn, name=args.name, address=args.address, home=home, timezone=args.timezone,
+            area=area,
+        )  # fmt: skip
+        row = await residents.get_resident(conn, resident_id)
+        if row is None:  # added just now, in this transaction
+            raise RegistryError(f"resident {resident_id} vanished while being added")
+        after = cli_audit.resident_item(row)
+        await cli_audit.record(conn, "resident.create", f"resident:{resident_id}", None, after)
     print(resident_id)
     return 0
+
+
+async def _changed(
+    conn: asyncpg.Connection, device_id: str, action: str, change: DeviceChange
+) -> registry.Device:
+    """Change a device and audit it (before and after), in one transaction; a change that
+    changes nothing (disabling a disabled device) is not audited."""
+    async with conn.transaction():
+        before = await cli_audit.locked_device(conn, device_id)
+        device = await change()
+        after = await cli_audit.locked_device(conn, device_id)
+        if after != before:
+            await cli_audit.record(conn, action, f"device:{device_id}", before, after)
+    return device
+
+
+async def _service_user(conn: asyncpg.Connection, username: str) -> dict[str, Any] | None:
+    """A service account as the audit trail records it (no secret), or None."""
+    for account in await load_accounts(conn):
+        if account.username == username and account.role.startswith("service:"):
+            return {"username": username, "role": account.role.removeprefix("service:")}
+    return None
 
 
 def _lat_lon(text: str) -> tuple[float, float]:

@@ -14,9 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import orjson
 
 from alerts.rules.config import DEFAULTS_PATH, check
+from carewatch import cli_audit
 from devices import residents
 from devices.errors import RegistryError
 from plumbing.db import DatabaseError, connect_pool, run_on_connection
@@ -75,13 +77,26 @@ def _configure(args: argparse.Namespace, settings: Settings) -> int:
     try:
         run_on_connection(
             settings.require_database_url(),
-            lambda conn: residents.set_rule_overrides(conn, args.resident_id, overrides),
+            lambda conn: _store_overrides(conn, args.resident_id, overrides),
         )
     except (DatabaseError, RegistryError) as exc:
         print(f"carewatch: {exc}", file=sys.stderr)
         return 1
     print(f"resident {args.resident_id}: overrides stored (workers pick them up within 30 s)")
     return 0
+
+
+async def _store_overrides(
+    conn: asyncpg.Connection, resident_id: int, overrides: dict[str, Any]
+) -> None:
+    """Store them and the audit row (as `PUT /residents/{id}/rules` does), in one go."""
+    async with conn.transaction():
+        before = await residents.overrides_of(conn, resident_id)
+        await residents.set_rule_overrides(conn, resident_id, overrides)
+        await cli_audit.record(
+            conn, "resident.rules", f"resident:{resident_id}",
+            {"rules": before}, {"rules": overrides},
+        )  # fmt: skip
 
 
 async def _stored_overrides(url: str) -> dict[str, dict[str, Any]]:

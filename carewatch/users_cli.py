@@ -8,8 +8,6 @@ actor `cli:<OS user>`, as the API's are with the user's name.
 from __future__ import annotations
 
 import argparse
-import getpass
-import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,6 +17,7 @@ import orjson
 
 from api import audit, users
 from api.errors import ApiError
+from carewatch.cli_audit import actor
 from plumbing.db import DatabaseError, run_on_connection
 from plumbing.settings import Settings
 
@@ -61,19 +60,12 @@ def _run(action: Action) -> Callable[[argparse.Namespace, Settings], int]:
     return run
 
 
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (OSError, KeyError):  # no login name and no passwd entry (some containers)
-        return f"cli:uid:{os.getuid()}"
-
-
 async def _add(conn: asyncpg.Connection, args: argparse.Namespace) -> int:
     async with conn.transaction():
         user, password = await users.add_user(conn, name=args.name, role=args.role, area=args.area)
         token = await users.issue_token(conn, user.name)
         await audit.record(
-            conn, actor=_actor(), action="user.create", target=f"user:{user.name}",
+            conn, actor=actor(), action="user.create", target=f"user:{user.name}",
             before=None, after=user.public(),
         )  # fmt: skip
     area = user.area or "every area"
@@ -87,7 +79,7 @@ async def _token(conn: asyncpg.Connection, args: argparse.Namespace) -> int:
     async with conn.transaction():
         token = await users.issue_token(conn, args.name)
         await audit.record(
-            conn, actor=_actor(), action="token.issue", target=f"user:{args.name}",
+            conn, actor=actor(), action="token.issue", target=f"user:{args.name}",
             before=None, after={"via": "cli"},
         )  # fmt: skip
     print(f"token: {token}")

@@ -1,6 +1,7 @@
 """schemathesis against the running `carewatch api` and its OpenAPI document, signed in as
-an admin (every route open to it): no generated request, valid or not, may get a server
-error or a response that breaks the documented schema.
+an admin (every route open to it), on a database of its own and the real broker: no
+generated request, valid or not, may get a server error (5xx: a broker that refused or
+was away counts too) or a response that breaks the documented schema.
 
 `/stream` is left out: an endless response is not something a fuzzer can check (its own
 tests are in test_api_stream.py). The run is deterministic and bounded so CI stays short.
@@ -12,14 +13,16 @@ import asyncio
 import shutil
 import signal
 import sys
+import uuid
 from pathlib import Path
 
+import asyncpg
 import httpx
 import orjson
 import pytest
 
 from carewatch.embedded import EmbeddedStack, free_port
-from plumbing.db import connect_pool
+from plumbing.db import connect_pool, migrate
 from tests.integration.conftest import eventually
 from tests.integration.test_api import CLI, _env, _user
 
@@ -33,13 +36,23 @@ async def test_fuzzing_the_api_finds_no_server_error_and_no_broken_schema(
 ) -> None:
     schemathesis = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
     assert schemathesis is not None, "schemathesis is in the test extra"
-    pool = await connect_pool(stack.database_url, max_size=2)
+    database_url = await _database_of_its_own(stack.database_url)
+    pool = await connect_pool(database_url, max_size=2)
     try:
+        async with pool.acquire() as conn:
+            await migrate(conn)
         admin = await _user(pool, "admin")
     finally:
         await pool.close()
     port = free_port()
-    env = _env(stack, tmp_path, CAREWATCH_API_PORT=str(port), CAREWATCH_METRICS_PORT="0")
+    env = _env(
+        stack, tmp_path,
+        CAREWATCH_DATABASE_URL=database_url,
+        CAREWATCH_API_PORT=str(port),
+        CAREWATCH_METRICS_PORT="0",
+        # Devices it registers get real broker accounts (or refusals), as in production.
+        CAREWATCH_MQTT_ADMIN_URL=stack.mqtt_urls.get("admin", ""),
+    )  # fmt: skip
     log_path = tmp_path / "api.log"
     with log_path.open("wb") as log_file:
         api = await asyncio.create_subprocess_exec(
@@ -69,6 +82,18 @@ async def test_fuzzing_the_api_finds_no_server_error_and_no_broken_schema(
     logged = [orjson.loads(line) for line in log_path.read_bytes().splitlines() if line[:1] == b"{"]
     errors = [str(entry) for entry in logged if entry.get("level") == "error"]
     assert fuzz.returncode == 0, report[-6000:] + "\n".join(errors[-5:])
+
+
+async def _database_of_its_own(url: str) -> str:
+    """A fresh database on the same server: the fuzzer disables, re-keys and deletes what
+    it finds, which must not be the other tests' devices and residents."""
+    name = f"fuzz_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f"CREATE DATABASE {name}")
+    finally:
+        await conn.close()
+    return f"{url.rsplit('/', 1)[0]}/{name}"
 
 
 async def _answers(base: str) -> bool:
