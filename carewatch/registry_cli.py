@@ -21,6 +21,7 @@ import asyncpg
 import orjson
 
 from api.areas import normalize_area
+from api.records import resident_record
 from carewatch import cli_audit, rules_cli
 from carewatch.broker_accounts import ADMIN_USER, dynsec_config, enable_accounts, put_accounts
 from devices import registry, residents
@@ -271,7 +272,7 @@ async def _add_resident(
         row = await residents.get_resident(conn, resident_id)
         if row is None:  # added just now, in this transaction
             raise RegistryError(f"resident {resident_id} vanished while being added")
-        after = cli_audit.resident_item(row)
+        after = resident_record(row)
         await cli_audit.record(conn, "resident.create", f"resident:{resident_id}", None, after)
     print(resident_id)
     return 0

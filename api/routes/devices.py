@@ -39,6 +39,7 @@ from api.device_models import (
     ImportResult,
 )
 from api.models import Error
+from api.records import device_record
 from api.routes import API_PREFIX
 from api.users import User
 from devices import registry, residents
@@ -92,7 +93,7 @@ async def create_device(conn: Conn, user: Admin, broker: Broker, body: DeviceCre
                        "a device without a resident")  # fmt: skip
         with _registry_answers():
             device, secret = await registry.add_device(conn, **body.model_dump())
-        item = _public(device, area)
+        item = device_record(device, area)
         await _audit(conn, user, "device.create", None, item)
         await _put_accounts(broker, [(device, secret)])
     return {**await _with_readings(conn, item), "mqtt_secret": secret}
@@ -127,7 +128,7 @@ async def list_devices(
 @router.get("/{device_id}", response_model=DevicePublic, summary="one device")
 async def get_device(conn: Conn, user: CurrentUser, device_id: DeviceIdPath) -> Any:
     device, area = await _device(conn, user, device_id)
-    return await _with_readings(conn, _public(device, area))
+    return await _with_readings(conn, device_record(device, area))
 
 
 @router.patch("/{device_id}", response_model=DevicePublic, summary="assign, set model or clock")
@@ -142,8 +143,10 @@ async def update_device(conn: Conn, user: Admin, device_id: DeviceIdPath, body: 
         with _registry_answers():
             after = await registry.update_device(conn, device_id, changes)
         if after != before:
-            await _audit(conn, user, "device.update", _public(before, area), _public(after, area))
-    return await _with_readings(conn, _public(after, area))
+            await _audit(
+                conn, user, "device.update", device_record(before, area), device_record(after, area)
+            )
+    return await _with_readings(conn, device_record(after, area))
 
 
 @router.post("/{device_id}/disable", response_model=DevicePublic, summary="refuse it")
@@ -163,7 +166,7 @@ async def rekey(conn: Conn, user: Admin, broker: Broker, device_id: DeviceIdPath
         if device.mqtt_username is None:
             raise HTTPException(409, f"{device_id!r} ({device.format}) has no broker account")
         secret = await registry.issue_secret(conn, device_id)
-        item = _public(device, area)
+        item = device_record(device, area)
         await _audit(conn, user, "device.rekey", item, item)  # the secret is never recorded
         await _put_accounts(broker, [(device, secret)])
     return {**await _with_readings(conn, item), "mqtt_secret": secret}
@@ -222,7 +225,7 @@ async def _import_row(
                    "a device without a resident")  # fmt: skip
     async with conn.transaction():
         device, secret = await registry.add_device(conn, **body.model_dump())
-        item = _public(device, area)
+        item = device_record(device, area)
         await _audit(conn, user, "device.import", None, item)
     return device, secret, item
 
@@ -264,11 +267,13 @@ async def _set_status(
         after = await registry.set_status(conn, device_id, status)
         if after != before:
             action = "device.enable" if after.active else "device.disable"
-            await _audit(conn, user, action, _public(before, area), _public(after, area))
+            await _audit(
+                conn, user, action, device_record(before, area), device_record(after, area)
+            )
         username = after.mqtt_username
         if username is not None:  # sent even when unchanged: a repeat brings the broker in line
             await _change_broker(broker, lambda b: b.set_enabled([username], after.active))
-    return await _with_readings(conn, _public(after, area))
+    return await _with_readings(conn, device_record(after, area))
 
 
 async def _device(
@@ -292,15 +297,6 @@ async def _resident_area(conn: asyncpg.Connection, resident_id: int | None) -> s
         raise HTTPException(422, f"no resident {resident_id}")
     area: str = resident["area"]
     return area
-
-
-def _public(device: Device, area: str) -> dict[str, Any]:
-    return {
-        "device_id": device.device_id, "format": device.format, "model": device.model,
-        "resident_id": device.resident_id, "area": area, "status": device.status,
-        "mqtt_username": device.mqtt_username, "clock_tz": device.clock_tz,
-        "last_seen": device.last_seen,
-    }  # fmt: skip
 
 
 async def _with_readings(conn: asyncpg.Connection, item: dict[str, Any]) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from api.people_models import (
     Timeline,
     Vitals,
 )
+from api.records import resident_record
 from api.routes import API_PREFIX
 from api.users import User
 from devices import residents
@@ -76,7 +77,7 @@ async def list_residents(
         limit=limit,
     )
     return {
-        "items": [_public(r) for r in rows],
+        "items": [resident_record(r) for r in rows],
         "next": encode_cursor("residents", last) if last else None,
     }
 
@@ -90,7 +91,7 @@ async def create_resident(conn: Conn, user: Supervisor, body: ResidentCreate) ->
         row = await _stored(residents.create_resident(conn, columns))
         await audit.record(
             conn, actor=user.name, action="resident.create",
-            target=f"resident:{row['resident_id']}", before=None, after=_public(row),
+            target=f"resident:{row['resident_id']}", before=None, after=resident_record(row),
         )  # fmt: skip
     return await _detail(conn, row)
 
@@ -113,7 +114,7 @@ async def update_resident(
         row = await _stored(residents.update_resident(conn, resident_id, changes))
         await audit.record(
             conn, actor=user.name, action="resident.update", target=f"resident:{resident_id}",
-            before=_public(before), after=_public(row),
+            before=resident_record(before), after=resident_record(row),
         )  # fmt: skip
     return await _detail(conn, row)
 
@@ -128,7 +129,7 @@ async def delete_resident(conn: Conn, user: Admin, resident_id: ResidentId) -> R
         await residents.delete_resident(conn, resident_id)
         await audit.record(
             conn, actor=user.name, action="resident.delete", target=f"resident:{resident_id}",
-            before=_public(before), after=None,
+            before=resident_record(before), after=None,
         )  # fmt: skip
     return Response(status_code=204)
 
@@ -247,7 +248,7 @@ async def _detail(conn: Conn, row: dict[str, Any]) -> dict[str, Any]:
     devices = await residents.devices_of(conn, [row["resident_id"]])
     battery = await history_views.latest_battery(conn, [d["device_id"] for d in devices])
     return {
-        **_public(row),
+        **resident_record(row),
         "devices": [{**d, "battery_pct": battery.get(d["device_id"])} for d in devices],
         "rules": await residents.overrides_of(conn, row["resident_id"]),
     }
@@ -276,19 +277,6 @@ def _columns(fields: dict[str, Any]) -> dict[str, Any]:
         gp = fields["gp"] or {}
         columns["gp_name"], columns["gp_phone"] = gp.get("name"), gp.get("phone")
     return columns
-
-
-def _public(row: dict[str, Any]) -> dict[str, Any]:
-    """A profile row as the API shows it (and the audit trail records it)."""
-    out = {k: v for k, v in row.items() if k not in ("home_lat", "home_lon", "gp_name", "gp_phone")}
-    out["home"] = (
-        None if row["home_lat"] is None else {"lat": row["home_lat"], "lon": row["home_lon"]}
-    )
-    out["gp"] = (
-        None if row["gp_name"] is None else {"name": row["gp_name"], "phone": row["gp_phone"]}
-    )
-    out["languages"] = list(row["languages"])
-    return out
 
 
 def _range(

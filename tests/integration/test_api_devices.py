@@ -13,7 +13,6 @@ import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,6 @@ import pytest_asyncio
 from alerts.resident_config import ResidentConfigs
 from alerts.rules import geofence
 from alerts.rules.base import Context, RaiseAlert
-from api import users
 from api.app import create_app
 from carewatch.broker_accounts import accounts_for, wait_for_account
 from carewatch.embedded import EmbeddedStack, free_port
@@ -38,6 +36,7 @@ from devices.registry import add_device
 from plumbing.db import connect_pool
 from plumbing.mqtt import MqttClient, MqttError, with_login
 from tests.integration.conftest import Pipeline, eventually
+from tests.integration.test_api import _audit, _user
 
 pytestmark = pytest.mark.integration
 
@@ -73,39 +72,9 @@ def area() -> str:
     return f"test-{uuid.uuid4().hex[:8]}/xuhui"
 
 
-@dataclass
-class Login:
-    name: str
-    token: str
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
-async def _user(pool: asyncpg.Pool, role: str, area: str = "") -> Login:
-    name = f"{role}-{uuid.uuid4().hex[:8]}"
-    async with pool.acquire() as conn:
-        await users.add_user(conn, name=name, role=role, area=area)
-        return Login(name, await users.issue_token(conn, name))
-
-
 async def _resident(pool: asyncpg.Pool, area: str, timezone: str = "Asia/Shanghai") -> int:
     async with pool.acquire() as conn:
         return await residents.add_resident(conn, name="Li Na", area=area, timezone=timezone)
-
-
-async def _audit(pool: asyncpg.Pool, target: str) -> list[dict[str, Any]]:
-    async with pool.acquire() as conn:
-        rows = await conn.fetch(
-            "SELECT actor, action, before, after FROM audit WHERE target = $1 ORDER BY audit_id",
-            target,
-        )
-    return [
-        {**dict(r), "before": orjson.loads(r["before"] or "null"),
-         "after": orjson.loads(r["after"] or "null")}
-        for r in rows
-    ]  # fmt: skip
 
 
 def _new_id() -> str:

@@ -16,8 +16,8 @@ import pytest
 
 from alerts import store
 from api import audit
-from api.routes.devices import _public as api_device
-from api.routes.residents import _public as api_resident
+from api.records import device_record as api_device
+from api.records import resident_record as api_resident
 from carewatch.cli import main
 from devices import registry, residents
 from plumbing.db import DatabaseError
