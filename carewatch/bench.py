@@ -55,7 +55,7 @@ from simulators.load import LoadGenerator, StepLoad
 with needs_extra("bench", "carewatch bench"):
     from carewatch.embedded.process import ChildProcess
     from carewatch.embedded.stack import EmbeddedStack
-    from carewatch.up import child_env, scrape, start_services
+    from carewatch.up import scrape, start_all
 
 __all__ = ["BenchPlan", "percentiles", "run_bench"]
 
@@ -119,10 +119,8 @@ async def _bench(settings: Settings, plan: BenchPlan) -> dict[str, Any]:
     run = uuid.uuid4().hex[:6]
     async with AsyncExitStack() as exits:
         print("starting the embedded stack and the services…", flush=True)
-        stack = await exits.enter_async_context(EmbeddedStack(settings=settings))
-        env = child_env(settings, stack)
-        logs = settings.data_dir.resolve() / "logs"
-        children = await start_services(exits, stack, env, logs, gateway_port=0)
+        started = await start_all(exits, settings, gateway_port=0)
+        stack, children = started.stack, started.children
         load_ids = [f"bench-{run}-{n:05d}" for n in range(plan.devices)]
         sos_count = plan.sos_per_step * len(plan.rates) + _WARMUP_SOS
         sos_ids = [f"bench-{run}-sos-{n:04d}" for n in range(sos_count)]

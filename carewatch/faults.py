@@ -59,7 +59,7 @@ with needs_extra("embedded", "carewatch faults"):
     from carewatch.embedded.process import ChildProcess
     from carewatch.embedded.stack import EmbeddedStack
     from carewatch.supervisor import Supervisor
-    from carewatch.up import child_env, start_services
+    from carewatch.up import start_all
 
 __all__ = ["FAULTS", "FaultPlan", "run_faults"]
 
@@ -139,10 +139,8 @@ def run_faults(settings: Settings, plan: FaultPlan, *, report: Path | None) -> i
 async def _faults(settings: Settings, plan: FaultPlan) -> dict[str, Any]:
     async with AsyncExitStack() as exits:
         print("starting the embedded stack and the services…", flush=True)
-        stack = await exits.enter_async_context(EmbeddedStack(settings=settings))
-        env = child_env(settings, stack)
-        logs = settings.data_dir.resolve() / "logs"
-        children = await start_services(exits, stack, env, logs, gateway_port=0)
+        started = await start_all(exits, settings, gateway_port=0)
+        stack, env, children = started.stack, started.env, started.children
         processes = {name: child for name, (child, _) in children.items()}
         await exits.enter_async_context(Supervisor(children=processes))
         pool = await connect_pool(stack.database_url, min_size=1, max_size=4)

@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.request
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -41,7 +42,7 @@ with needs_extra("embedded", "carewatch up"):
     from carewatch.embedded.stack import EmbeddedStack
     from carewatch.supervisor import Supervisor
 
-__all__ = ["child_env", "run_up", "scrape", "start_services"]
+__all__ = ["Services", "child_env", "run_up", "scrape", "start_all", "start_services"]
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +68,8 @@ async def _up(settings: Settings, simulate: int) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with AsyncExitStack() as exits:
-        stack = await exits.enter_async_context(EmbeddedStack(settings=settings))
-        env = child_env(settings, stack)
-        logs = settings.data_dir.resolve() / "logs"
-        children = await start_services(exits, stack, env, logs, gateway_port=settings.gateway_port)
+        started = await start_all(exits, settings, gateway_port=settings.gateway_port)
+        stack, env, logs, children = started.stack, started.env, started.logs, started.children
         # After the pipeline, so an alert the API shows is one the workers can change too.
         env["CAREWATCH_API_PORT"] = str(await _port_for("the API", settings.api_port))
         children["api"] = await _start_service(exits, "api", env, logs)
@@ -105,6 +104,25 @@ async def _up(settings: Settings, simulate: int) -> int:
         print("\nstopping…", flush=True)
     print("stopped.")
     return status
+
+
+@dataclass
+class Services:
+    """The embedded stack and carewatch's services as children, started in order."""
+
+    stack: EmbeddedStack
+    env: dict[str, str]  # what the children run with (the gateway's port included)
+    logs: Path
+    children: dict[str, tuple[ChildProcess, int]]  # process and metrics port, by name
+
+
+async def start_all(exits: AsyncExitStack, settings: Settings, *, gateway_port: int) -> Services:
+    """The stack, then the services (`start_services`); all stop when `exits` closes."""
+    stack = await exits.enter_async_context(EmbeddedStack(settings=settings))
+    env = child_env(settings, stack)
+    logs = settings.data_dir.resolve() / "logs"
+    children = await start_services(exits, stack, env, logs, gateway_port=gateway_port)
+    return Services(stack, env, logs, children)
 
 
 async def start_services(
