@@ -14,7 +14,15 @@ from api import users
 from api.credentials import TOKEN_PREFIX
 from api.users import User
 
-__all__ = ["Admin", "Conn", "CurrentUser", "StreamingUser", "Supervisor", "forbid_outside"]
+__all__ = [
+    "Admin",
+    "Conn",
+    "Credentials",
+    "CurrentUser",
+    "StreamingUser",
+    "Supervisor",
+    "forbid_outside",
+]
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -72,6 +80,8 @@ async def _authenticate(
 
 
 CurrentUser = Annotated[User, Depends(_current_user)]
+# The credentials as sent (after CurrentUser has checked them: e.g. to revoke this token).
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 StreamingUser = Annotated[User, Depends(_user_briefly)]
 
 

@@ -31,6 +31,8 @@ __all__ = [
     "issue_token",
     "list_users",
     "revoke_token",
+    "revoke_tokens",
+    "set_disabled",
     "user_for_token",
 ]
 
@@ -188,6 +190,30 @@ async def revoke_token(conn: asyncpg.Connection, token: str) -> bool:
         token_digest(token),
     )
     return done is not None
+
+
+async def set_disabled(conn: asyncpg.Connection, name: str, disabled: bool) -> tuple[User, User]:
+    """Disable (or enable again) a user: (before, after); UserNotFound. Disabling revokes
+    every token the user has, so enabling them again does not bring old tokens back."""
+    before = await conn.fetchrow(f"SELECT {_COLUMNS} FROM users WHERE name = $1 FOR UPDATE", name)
+    if before is None:
+        raise UserNotFound(f"no user named {name!r}")
+    after = await conn.fetchrow(
+        f"UPDATE users SET disabled = $2 WHERE name = $1 RETURNING {_COLUMNS}", name, disabled
+    )
+    if disabled:
+        await revoke_tokens(conn, name)
+    return User(**dict(before)), User(**dict(after))
+
+
+async def revoke_tokens(conn: asyncpg.Connection, name: str) -> int:
+    """Revoke every token of the user `name`; how many were still valid."""
+    revoked = await conn.fetch(
+        "UPDATE api_tokens SET revoked_at = now() WHERE revoked_at IS NULL"
+        " AND user_id = (SELECT user_id FROM users WHERE name = $1) RETURNING token_id",
+        name,
+    )
+    return len(revoked)
 
 
 async def user_for_token(conn: asyncpg.Connection, token: str) -> User | None:

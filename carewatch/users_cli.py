@@ -40,6 +40,15 @@ def add_parsers(sub: Any) -> None:
     token.add_argument("name")
     token.set_defaults(run=_run(_token))
 
+    for name, help_text in (
+        ("disable", "disable a user: no sign-in, every token revoked"),
+        ("enable", "enable a disabled user again (issue them a new token)"),
+        ("revoke", "revoke every token of a user (sign-in still works)"),
+    ):
+        change = actions.add_parser(name, help=help_text)
+        change.add_argument("name")
+        change.set_defaults(run=_run(_CHANGES[name]))
+
     listing = actions.add_parser("list", help="list users")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     listing.set_defaults(run=_run(_list))
@@ -84,6 +93,41 @@ async def _token(conn: asyncpg.Connection, args: argparse.Namespace) -> int:
         )  # fmt: skip
     print(f"token: {token}")
     return 0
+
+
+async def _disable(conn: asyncpg.Connection, args: argparse.Namespace) -> int:
+    return await _set_disabled(conn, args.name, True)
+
+
+async def _enable(conn: asyncpg.Connection, args: argparse.Namespace) -> int:
+    return await _set_disabled(conn, args.name, False)
+
+
+async def _set_disabled(conn: asyncpg.Connection, name: str, disabled: bool) -> int:
+    async with conn.transaction():
+        before, after = await users.set_disabled(conn, name, disabled)
+        if before != after:
+            await audit.record(
+                conn, actor=actor(), action="user.disable" if disabled else "user.enable",
+                target=f"user:{name}", before=before.public(), after=after.public(),
+            )  # fmt: skip
+    print(f"{name}: {'disabled, every token revoked' if disabled else 'enabled'}")
+    return 0
+
+
+async def _revoke(conn: asyncpg.Connection, args: argparse.Namespace) -> int:
+    async with conn.transaction():
+        await users.get_user(conn, args.name)  # UserNotFound for a typo
+        count = await users.revoke_tokens(conn, args.name)
+        await audit.record(
+            conn, actor=actor(), action="token.revoke", target=f"user:{args.name}",
+            before=None, after={"revoked": count},
+        )  # fmt: skip
+    print(f"{args.name}: {count} token(s) revoked")
+    return 0
+
+
+_CHANGES: dict[str, Action] = {"disable": _disable, "enable": _enable, "revoke": _revoke}
 
 
 async def _list(conn: asyncpg.Connection, args: argparse.Namespace) -> int:

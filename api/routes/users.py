@@ -6,17 +6,20 @@ token are in that one answer, never again (the hash and the token's digest are k
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Path
 
 from api import audit, users
 from api.areas import normalize_area
-from api.deps import Admin, Conn, CurrentUser, Supervisor, forbid_outside
+from api.deps import Admin, Conn, Credentials, CurrentUser, Supervisor, forbid_outside
 from api.models import Error, LoginBody, TokenOut, UserCreate, UserCreated, UserPage, UserPublic
 from api.routes import API_PREFIX
+from api.users import User
 
 __all__ = ["router"]
+
+UserName = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")]
 
 router = APIRouter(
     prefix=API_PREFIX,
@@ -75,3 +78,43 @@ async def create_user(conn: Conn, admin: Admin, body: UserCreate) -> dict[str, A
             before=None, after=user.public(),
         )  # fmt: skip
     return {**user.public(), "password": password, "token": token}
+
+
+@router.post("/logout", status_code=204, summary="revoke the token this request carries")
+async def logout(conn: Conn, _user: CurrentUser, credentials: Credentials) -> None:
+    assert credentials is not None  # CurrentUser refused a request without
+    await users.revoke_token(conn, credentials.credentials)
+
+
+@router.post(
+    "/users/{name}/disable",
+    response_model=UserPublic,
+    summary="disable a user (admins): no sign-in, every token revoked",
+    responses={404: {"model": Error}, 409: {"model": Error}},
+)
+async def disable_user(conn: Conn, admin: Admin, name: UserName) -> dict[str, Any]:
+    return await _set_disabled(conn, admin, name, True)
+
+
+@router.post(
+    "/users/{name}/enable",
+    response_model=UserPublic,
+    summary="enable a disabled user again (admins); they need a new token",
+    responses={404: {"model": Error}},
+)
+async def enable_user(conn: Conn, admin: Admin, name: UserName) -> dict[str, Any]:
+    return await _set_disabled(conn, admin, name, False)
+
+
+async def _set_disabled(conn: Conn, admin: User, name: str, disabled: bool) -> dict[str, Any]:
+    if name == admin.name and disabled:
+        raise HTTPException(409, "you cannot disable yourself")
+    async with conn.transaction():
+        before, after = await users.set_disabled(conn, name, disabled)
+        forbid_outside(admin, before.area, f"user {name}")  # rolled back when outside
+        if before != after:
+            await audit.record(
+                conn, actor=admin.name, action="user.disable" if disabled else "user.enable",
+                target=f"user:{name}", before=before.public(), after=after.public(),
+            )  # fmt: skip
+    return after.public()

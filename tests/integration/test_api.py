@@ -29,6 +29,7 @@ from alerts import store
 from alerts.rules import RaiseAlert
 from api import users
 from api.app import create_app
+from carewatch.cli_audit import os_user
 from carewatch.embedded import EmbeddedStack, free_port
 from devices import residents
 from devices.registry import add_device
@@ -582,6 +583,41 @@ async def test_cli_users_add_prints_a_password_and_a_token_once(
     audit = await _audit(pool, f"user:{name}")
     assert [(a["action"], a["actor"].startswith("cli:")) for a in audit] == [
         ("user.create", True), ("token.issue", False), ("token.issue", True)  # login, then CLI
+    ]  # fmt: skip
+
+
+async def test_a_disabled_user_and_a_revoked_token_are_refused_at_once(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, stack: EmbeddedStack, tmp_path: Path, area: str
+) -> None:
+    admin, other_admin = await _user(pool, "admin", area), await _user(pool, "admin", "elsewhere")
+    operator = await _user(pool, "operator", area)
+    me = "/api/v1/me"
+    assert (await api.get(me, headers=operator.auth)).status_code == 200
+
+    outside = await api.post(f"/api/v1/users/{operator.name}/disable", headers=other_admin.auth)
+    assert outside.status_code == 403
+    disabled = await api.post(f"/api/v1/users/{operator.name}/disable", headers=admin.auth)
+    assert disabled.status_code == 200 and disabled.json()["disabled"] is True
+    assert (await api.get(me, headers=operator.auth)).status_code == 401
+    enabled = await api.post(f"/api/v1/users/{operator.name}/enable", headers=admin.auth)
+    assert enabled.json()["disabled"] is False
+    assert (await api.get(me, headers=operator.auth)).status_code == 401  # revoked for good
+
+    env = _env(stack, tmp_path)
+    status, out, err = await _run("users", "token", operator.name, env=env)
+    assert status == 0, err
+    fresh = {"Authorization": f"Bearer {out.split(': ')[1].strip()}"}
+    assert (await api.get(me, headers=fresh)).status_code == 200
+    assert (await api.post("/api/v1/logout", headers=fresh)).status_code == 204
+    assert (await api.get(me, headers=fresh)).status_code == 401
+
+    status, out, err = await _run("users", "disable", operator.name, env=env)
+    assert status == 0, err
+    assert (await _run("users", "token", operator.name, env=env))[0] == 1  # not for the disabled
+    audit = await _audit(pool, f"user:{operator.name}")
+    cli = f"cli:{os_user()}"
+    assert [(a["action"], a["actor"]) for a in audit if a["action"].startswith("user.")] == [
+        ("user.disable", admin.name), ("user.enable", admin.name), ("user.disable", cli)
     ]  # fmt: skip
 
 
