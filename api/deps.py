@@ -11,6 +11,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api import users
+from api.areas import normalize_area
 from api.credentials import TOKEN_PREFIX
 from api.users import User
 
@@ -21,6 +22,8 @@ __all__ = [
     "CurrentUser",
     "StreamingUser",
     "Supervisor",
+    "area_filter",
+    "area_param",
     "forbid_outside",
 ]
 
@@ -103,3 +106,21 @@ def forbid_outside(user: User, area: str, what: str) -> None:
     if not user.sees(area):
         mine = user.area or "(top)"
         raise HTTPException(403, f"{what} is in area {area or '(top)'}, outside yours ({mine})")
+
+
+def area_param(text: str) -> str:
+    """An area as a request gives it, in its stored form; 422 when it is not one."""
+    try:
+        return normalize_area(text)
+    except ValueError as exc:
+        raise HTTPException(422, f"area: {exc}") from None
+
+
+def area_filter(user: User, area: str | None) -> str | None:
+    """A list's `area=` filter in its stored form (None: no filter); 403 outside the
+    user's area."""
+    if area is None:
+        return None
+    wanted = area_param(area)
+    forbid_outside(user, wanted, f"area {wanted!r}")
+    return wanted

@@ -15,9 +15,8 @@ from fastapi import APIRouter, HTTPException, Path, Query
 
 from alerts import store, views
 from api import audit, users
-from api.areas import normalize_area
 from api.cursors import decode_cursor, encode_cursor
-from api.deps import Conn, CurrentUser, Supervisor, forbid_outside
+from api.deps import Conn, CurrentUser, Supervisor, area_filter, forbid_outside
 from api.errors import UserNotFound
 from api.models import (
     AckBody,
@@ -63,9 +62,7 @@ async def list_alerts(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> dict[str, Any]:
-    wanted = _area(area) if area is not None else None
-    if wanted is not None:
-        forbid_outside(user, wanted, f"area {wanted!r}")
+    wanted = area_filter(user, area)
     filters = views.AlertFilter(
         status=status, kind=kind, severity=severity, resident_id=resident, area=wanted,
         since=_aware(since, "since"), until=_aware(until, "until"),
@@ -198,13 +195,6 @@ async def _locked(conn: Conn, user: User, alert_id: int) -> dict[str, Any]:
     alert = await store.lock_alert(conn, alert_id)
     forbid_outside(user, await views.area_of(conn, alert_id), f"alert {alert_id}")
     return alert
-
-
-def _area(text: str) -> str:
-    try:
-        return normalize_area(text)
-    except ValueError as exc:
-        raise HTTPException(422, f"area: {exc}") from None
 
 
 def _aware(value: datetime | None, name: str) -> datetime | None:

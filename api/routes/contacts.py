@@ -18,7 +18,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response
 
 from api import audit
 from api.cursors import decode_cursor, encode_cursor
-from api.deps import Conn, CurrentUser, Supervisor, forbid_outside
+from api.deps import Conn, CurrentUser, Supervisor, area_filter, area_param, forbid_outside
 from api.models import Error
 from api.people_models import (
     ContactCreate,
@@ -31,7 +31,7 @@ from api.people_models import (
     ResidentContactPage,
 )
 from api.routes import API_PREFIX
-from api.routes.residents import ResidentId, area_param, load_resident
+from api.routes.residents import ResidentId, load_resident
 from api.users import User
 from devices import contacts
 
@@ -67,9 +67,7 @@ async def list_contacts(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> dict[str, Any]:
-    wanted = area_param(area) if area is not None else None
-    if wanted is not None:
-        forbid_outside(user, wanted, f"area {wanted!r}")
+    wanted = area_filter(user, area)
     if q is not None and "\x00" in q:
         raise HTTPException(422, "q: no NUL characters")
     after = decode_cursor(cursor, "contacts", (str, int)) if cursor else None

@@ -10,6 +10,7 @@ api/routes/contacts.py.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -18,9 +19,8 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response
 from alerts import history_views
 from alerts.rules.config import DEFAULTS_PATH, check
 from api import audit
-from api.areas import normalize_area
 from api.cursors import decode_cursor, encode_cursor
-from api.deps import Admin, Conn, CurrentUser, Supervisor, forbid_outside
+from api.deps import Admin, Conn, CurrentUser, Supervisor, area_filter, area_param, forbid_outside
 from api.models import Error
 from api.people_models import (
     Positions,
@@ -62,9 +62,7 @@ async def list_residents(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> dict[str, Any]:
-    wanted = area_param(area) if area is not None else None
-    if wanted is not None:
-        forbid_outside(user, wanted, f"area {wanted!r}")
+    wanted = area_filter(user, area)
     if q is not None and "\x00" in q:
         raise HTTPException(422, "q: no NUL characters")
     after = decode_cursor(cursor, "residents", (str, int)) if cursor else None
@@ -194,13 +192,9 @@ async def positions(
     until: Until = None,
     max_points: MaxPoints = 500,
 ) -> dict[str, Any]:
-    await load_resident(conn, user, resident_id)
-    start, end = _range(since, until, _MAX_CHART)
-    width = history_views.bucket_width(start, end, max_points)
-    items = await history_views.positions(
-        conn, await _device_ids(conn, resident_id), since=start, until=end, width=width
-    )
-    return {"since": start, "until": end, "bucket_s": int(width.total_seconds()), "items": items}
+    window = await _chart_window(conn, user, resident_id, since, until, max_points)
+    items = await history_views.positions(conn, **window.query)
+    return {**window.answer, "items": items}
 
 
 @router.get(
@@ -216,13 +210,43 @@ async def vitals(
     until: Until = None,
     max_points: MaxPoints = 500,
 ) -> dict[str, Any]:
+    window = await _chart_window(conn, user, resident_id, since, until, max_points)
+    series = await history_views.vitals(conn, **window.query)
+    return {**window.answer, "series": series}
+
+
+@dataclass(frozen=True)
+class _Window:
+    """A chart's time range, its bucket width and the resident's devices."""
+
+    device_ids: list[str]
+    since: datetime
+    until: datetime
+    width: timedelta
+
+    @property
+    def query(self) -> dict[str, Any]:
+        return {"device_ids": self.device_ids, "since": self.since, "until": self.until,
+                "width": self.width}  # fmt: skip
+
+    @property
+    def answer(self) -> dict[str, Any]:
+        return {"since": self.since, "until": self.until,
+                "bucket_s": int(self.width.total_seconds())}  # fmt: skip
+
+
+async def _chart_window(
+    conn: Conn,
+    user: User,
+    resident_id: int,
+    since: datetime | None,
+    until: datetime | None,
+    max_points: int,
+) -> _Window:
     await load_resident(conn, user, resident_id)
     start, end = _range(since, until, _MAX_CHART)
     width = history_views.bucket_width(start, end, max_points)
-    series = await history_views.vitals(
-        conn, await _device_ids(conn, resident_id), since=start, until=end, width=width
-    )
-    return {"since": start, "until": end, "bucket_s": int(width.total_seconds()), "series": series}
+    return _Window(await _device_ids(conn, resident_id), start, end, width)
 
 
 async def load_resident(
@@ -234,14 +258,6 @@ async def load_resident(
         raise HTTPException(404, f"no resident {resident_id}")
     forbid_outside(user, row["area"], f"resident {resident_id}")
     return row
-
-
-def area_param(text: str) -> str:
-    """An area as given, in its stored form; 422 when it is not one."""
-    try:
-        return normalize_area(text)
-    except ValueError as exc:
-        raise HTTPException(422, f"area: {exc}") from None
 
 
 async def _detail(conn: Conn, row: dict[str, Any]) -> dict[str, Any]:

@@ -11,8 +11,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path
 
 from api import audit, users
-from api.areas import normalize_area
-from api.deps import Admin, Conn, Credentials, CurrentUser, Supervisor, forbid_outside
+from api.deps import (
+    Admin,
+    Conn,
+    Credentials,
+    CurrentUser,
+    Supervisor,
+    area_param,
+    forbid_outside,
+)
 from api.models import Error, LoginBody, TokenOut, UserCreate, UserCreated, UserPage, UserPublic
 from api.routes import API_PREFIX
 from api.users import User
@@ -63,10 +70,7 @@ async def list_users(conn: Conn, user: Supervisor) -> dict[str, Any]:
     responses={409: {"model": Error}, 422: {"model": Error}},
 )
 async def create_user(conn: Conn, admin: Admin, body: UserCreate) -> dict[str, Any]:
-    try:
-        area = normalize_area(body.area if body.area is not None else admin.area)
-    except ValueError as exc:
-        raise HTTPException(422, f"area: {exc}") from None
+    area = area_param(body.area if body.area is not None else admin.area)
     forbid_outside(admin, area, f"area {area!r}")
     async with conn.transaction():
         user, password = await users.add_user(
