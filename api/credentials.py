@@ -15,7 +15,10 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 __all__ = [
+    "CSRF_HEADER",
+    "SESSION_COOKIE",
     "TOKEN_PREFIX",
+    "csrf_for",
     "hash_password",
     "new_password",
     "new_token",
@@ -25,6 +28,14 @@ __all__ = [
 
 # Marks a carewatch token in logs and in secret scanners, and is cheap to reject early.
 TOKEN_PREFIX = "cw_"
+
+# The console's session: the same kind of token as a bearer token, kept by the browser in
+# an HttpOnly, SameSite=Strict cookie. A change sent with the cookie must also carry the
+# session's CSRF token in a header: another site can make a browser send the cookie, but
+# cannot read the console's page to learn the token, nor set a header cross-site without
+# a CORS preflight that this server never grants.
+SESSION_COOKIE = "carewatch_session"
+CSRF_HEADER = "X-CSRF-Token"
 
 _hasher = PasswordHasher()
 
@@ -54,3 +65,10 @@ def new_token() -> str:
 def token_digest(token: str) -> bytes:
     """What is stored of a token (and looked up by): its SHA-256."""
     return hashlib.sha256(token.encode()).digest()
+
+
+def csrf_for(token: str) -> str:
+    """The CSRF token of a session: derived from the session's token (so nothing more is
+    stored), and not the token itself (so a page that shows it gives the session away to
+    nobody)."""
+    return hashlib.sha256(b"carewatch-csrf:" + token.encode()).hexdigest()[:32]

@@ -12,7 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api import users
 from api.areas import normalize_area
-from api.credentials import TOKEN_PREFIX
+from api.credentials import CSRF_HEADER, SESSION_COOKIE, TOKEN_PREFIX, csrf_for
 from api.users import User
 
 __all__ = [
@@ -42,11 +42,15 @@ async def _connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
 Conn = Annotated[asyncpg.Connection, Depends(_connection)]
 
 
+_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
 async def _current_user(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    request: Request,
     conn: Conn,
 ) -> User:
-    return await _authenticate(credentials, conn)
+    return await _authenticate(_token(credentials, request), conn)
 
 
 async def _user_briefly(
@@ -55,20 +59,29 @@ async def _user_briefly(
 ) -> User:
     """The user, with a connection held only while the token is looked up: for responses
     that last (a live stream), which must not each keep one of the pool's connections."""
+    token = _token(credentials, request)
     async with request.app.state.pool.acquire() as conn:
-        return await _authenticate(credentials, conn)
+        return await _authenticate(token, conn)
 
 
-async def _authenticate(
-    credentials: HTTPAuthorizationCredentials | None, conn: asyncpg.Connection
-) -> User:
-    if credentials is None:
+def _token(credentials: HTTPAuthorizationCredentials | None, request: Request) -> str:
+    """The bearer token, or else the console's session cookie; a change made with the
+    cookie must carry its CSRF header (api/credentials.py says why)."""
+    if credentials is not None:
+        return credentials.credentials
+    token = request.cookies.get(SESSION_COOKIE)
+    if token is None:
         raise HTTPException(
             401,
             "not signed in: send Authorization: Bearer <token>",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    token = credentials.credentials
+    if request.method in _UNSAFE and request.headers.get(CSRF_HEADER) != csrf_for(token):
+        raise HTTPException(403, f"a change made with the session cookie needs {CSRF_HEADER}")
+    return token
+
+
+async def _authenticate(token: str, conn: asyncpg.Connection) -> User:
     # Anything not shaped like our tokens is refused without asking the database.
     user = None
     if token.startswith(TOKEN_PREFIX) and len(token) <= 100 and token.isascii():

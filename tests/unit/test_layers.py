@@ -22,7 +22,8 @@ ALLOWED: dict[str, set[str]] = {
     "alerts": {"plumbing", "devices"},
     "simulators": {"plumbing", "devices"},
     "api": {"plumbing", "devices", "alerts"},
-    "carewatch": {"plumbing", "devices", "ingest", "alerts", "simulators", "api"},
+    "console": {"plumbing", "devices", "alerts", "api"},
+    "carewatch": {"plumbing", "devices", "ingest", "alerts", "simulators", "api", "console"},
 }
 
 

@@ -1,0 +1,145 @@
+"""The alarm queue and the alarm pop-up (弹屏): the pages an operator lives in.
+
+Reads go through the API's own route functions, with the signed-in user, so a page shows
+exactly what the API would answer that user (area checks included); the changes are the
+browser's calls to the API (static/console.js).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import HTMLResponse
+
+from alerts import store, views
+from api.deps import Conn
+from api.routes import alerts as alert_routes
+from api.routes import contacts as contact_routes
+from api.routes import residents as resident_routes
+from api.routes import users as user_routes
+from api.routes import zones as zone_routes
+from console.web import Page, Viewer, render
+
+__all__ = ["QUEUE_LIMIT", "router"]
+
+router = APIRouter(include_in_schema=False)
+
+AlertId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+# The queue shows every unresolved alarm up to this many per status; a centre with more
+# has a bigger problem than paging, and the page says how many are not shown.
+QUEUE_LIMIT = 500
+_TIMELINE = 15
+
+
+@router.get("/", response_class=HTMLResponse)
+async def queue_page(request: Request, conn: Conn, viewer: Page) -> HTMLResponse:
+    return render(request, "queue.html", viewer=viewer, **await _queue(conn, viewer))
+
+
+@router.get("/ui/queue", response_class=HTMLResponse)
+async def queue_rows(request: Request, conn: Conn, viewer: Page) -> HTMLResponse:
+    return render(request, "_queue_rows.html", viewer=viewer, **await _queue(conn, viewer))
+
+
+@router.get("/alerts/{alert_id}", response_class=HTMLResponse)
+async def alarm_page(request: Request, conn: Conn, viewer: Page, alert_id: AlertId) -> HTMLResponse:
+    context = await _queue(conn, viewer)
+    alarm = await alarm_context(conn, viewer, alert_id)
+    return render(request, "queue.html", viewer=viewer, **context, alarm=alarm)
+
+
+@router.get("/ui/alerts/{alert_id}", response_class=HTMLResponse)
+async def alarm_panel(
+    request: Request, conn: Conn, viewer: Page, alert_id: AlertId
+) -> HTMLResponse:
+    alarm = await alarm_context(conn, viewer, alert_id)
+    return render(request, "_alarm.html", viewer=viewer, alarm=alarm)
+
+
+async def _queue(conn: Conn, viewer: Viewer) -> dict[str, Any]:
+    """Open alarms, then acknowledged ones, each most urgent first (critical before
+    warning, then the longest waiting)."""
+    rows: list[dict[str, Any]] = []
+    more = False
+    for status in ("open", "acknowledged"):
+        found, last = await views.search_alerts(
+            conn,
+            scope=viewer.user.area,
+            filters=views.AlertFilter(status=status),
+            order="urgent",
+            limit=QUEUE_LIMIT,
+        )
+        rows += found
+        more = more or last is not None
+    taken = await _acknowledged_at(conn, [r["alert_id"] for r in rows if r["status"] != "open"])
+    for row in rows:
+        row["acknowledged_at"] = taken.get(row["alert_id"])
+    return {"alarms": rows, "more": more, "now": datetime.now(UTC)}
+
+
+async def _acknowledged_at(conn: Conn, alert_ids: list[int]) -> dict[int, Any]:
+    if not alert_ids:
+        return {}
+    found = await conn.fetch(
+        "SELECT alert_id, acknowledged_at, acknowledged_by FROM alerts WHERE alert_id = ANY($1)",
+        alert_ids,
+    )
+    return {r["alert_id"]: (r["acknowledged_at"], r["acknowledged_by"]) for r in found}
+
+
+async def alarm_context(conn: Conn, viewer: Viewer, alert_id: int) -> dict[str, Any]:
+    """Everything the pop-up shows about one alarm, as the API answers it to the viewer."""
+    user = viewer.user
+    alert = await alert_routes.get_alert(conn, user, alert_id)
+    context: dict[str, Any] = {
+        "alert": alert,
+        "resident": None,
+        "contacts": [],
+        "zones": [],
+        "positions": [],
+        "vitals": {},
+        "timeline": [],
+        "colleagues": [],
+        "now_year": datetime.now(UTC).year,
+        "map": None,
+        "resolutions": store.RESOLUTION_CODES,
+        "call_outcomes": store.CALL_OUTCOMES,
+    }
+    if user.has_role("supervisor"):
+        listed = await user_routes.list_users(conn, user)
+        context["colleagues"] = [u["name"] for u in listed["items"] if not u["disabled"]]
+    resident_id = alert["resident_id"]
+    if resident_id is None:
+        return context
+    context["resident"] = await resident_routes.get_resident(conn, user, resident_id)
+    context["contacts"] = await _ladder_order(conn, viewer, resident_id)
+    context["zones"] = (await zone_routes.get_zones(conn, user, resident_id))["items"]
+    since = datetime.now(UTC) - timedelta(hours=24)
+    where = await resident_routes.positions(conn, user, resident_id, since, None, 50)
+    context["positions"] = where["items"]
+    vitals = await resident_routes.vitals(conn, user, resident_id, since, None, 24)
+    context["vitals"] = _latest_vitals(vitals["series"])
+    recent = await resident_routes.timeline(conn, user, resident_id, None, None, _TIMELINE, None)
+    context["timeline"] = recent["items"]
+    return context
+
+
+async def _ladder_order(conn: Conn, viewer: Viewer, resident_id: int) -> list[dict[str, Any]]:
+    """The resident's contacts in the order of the ladder (its steps, then the others)."""
+    found = await contact_routes.resident_contacts(conn, viewer.user, resident_id)
+    ladder = await contact_routes.get_escalation(conn, viewer.user, resident_id)
+    order = {cid: i for i, step in enumerate(ladder["steps"]) for cid in step["contacts"]}
+    items: list[dict[str, Any]] = found["items"]
+    return sorted(items, key=lambda c: (order.get(c["contact_id"], len(order)), c["name"]))
+
+
+def _latest_vitals(series: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """The last hour's average of each vital sign measured in the window:
+    {name: {"value", "at"}}."""
+    return {
+        name: {"value": points[-1]["avg"], "at": points[-1]["at"]}
+        for name, points in series.items()
+        if points
+    }
