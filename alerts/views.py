@@ -18,6 +18,7 @@ import asyncpg
 from alerts.errors import AlertNotFound
 from alerts.outbox import FIELDS, change_body
 from alerts.store import ALERT_COLUMNS, get_alert
+from alerts.work_orders import orders_of_alert
 
 __all__ = [
     "ORDERS",
@@ -135,7 +136,7 @@ async def area_of(conn: asyncpg.Connection, alert_id: int) -> str:
 
 async def alert_view(conn: asyncpg.Connection, alert_id: int) -> dict[str, Any]:
     """One alert (alerts.store.get_alert: lifecycle, events, history) with its resident's
-    name and area, its notes and its calls, oldest first, all as of one moment."""
+    name and area, its notes, calls and work orders, oldest first, all as of one moment."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         alert = await get_alert(conn, alert_id)
         resident = await conn.fetchrow(
@@ -151,12 +152,14 @@ async def alert_view(conn: asyncpg.Connection, alert_id: int) -> dict[str, Any]:
             " WHERE alert_id = $1 ORDER BY call_id",
             alert_id,
         )
+        orders = await orders_of_alert(conn, alert_id)
     return {
         **alert,
         "resident_name": resident["name"],
         "area": resident["area"],
         "notes": [dict(n) for n in notes],
         "calls": [dict(c) for c in calls],
+        "work_orders": orders,
     }
 
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from importlib import resources
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 from fastapi import FastAPI, HTTPException, Request
@@ -25,12 +26,25 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import Histogram
 
-from alerts.errors import AlertNotFound, AlertStateError
+from alerts.ack_stats import parse_shift_starts
+from alerts.errors import AlertNotFound, AlertStateError, WorkOrderNotFound
 from api.cursors import CursorError
 from api.errors import BadUser, UserExists, UserNotFound
 from api.feed import AlertFeed
 from api.models import Error
-from api.routes import API_PREFIX, alerts, audit, contacts, devices, residents, stream, users, zones
+from api.routes import (
+    API_PREFIX,
+    alerts,
+    audit,
+    contacts,
+    devices,
+    residents,
+    stats,
+    stream,
+    users,
+    work_orders,
+    zones,
+)
 
 __all__ = ["API_PREFIX", "create_app"]
 
@@ -47,6 +61,7 @@ REQUESTS = Histogram(
 # Store errors and what they mean over HTTP; the message is the store's.
 _STATUS: list[tuple[type[Exception], int]] = [
     (AlertNotFound, 404),
+    (WorkOrderNotFound, 404),
     (UserNotFound, 404),
     (AlertStateError, 409),
     (UserExists, 409),
@@ -70,10 +85,17 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def create_app(
-    *, pool: asyncpg.Pool, feed: AlertFeed | None = None, max_body_bytes: int = _MAX_BODY
+    *,
+    pool: asyncpg.Pool,
+    feed: AlertFeed | None = None,
+    max_body_bytes: int = _MAX_BODY,
+    centre_tz: str = "Asia/Shanghai",
+    shift_starts: str = "08:00,16:00,00:00",
 ) -> FastAPI:
     """The application, reading and writing through `pool`; `/stream` sends what `feed`
-    reads (both started and stopped by the caller; without a feed `/stream` is 503)."""
+    reads (both started and stopped by the caller; without a feed `/stream` is 503).
+    `centre_tz` and `shift_starts` are the centre's clock and shifts (Settings'), for the
+    acknowledgement statistics; ValueError when they are not."""
     app = FastAPI(
         title="carewatch monitoring-centre API",
         version="1",
@@ -91,8 +113,12 @@ def create_app(
     )
     app.state.pool = pool
     app.state.feed = feed
+    app.state.centre_tz = ZoneInfo(centre_tz)
+    app.state.shift_starts = parse_shift_starts(shift_starts)
     _serve_docs(app)
-    for module in (users, alerts, residents, contacts, devices, zones, stream, audit):
+    for module in (
+        users, alerts, work_orders, residents, contacts, devices, zones, stream, audit, stats,
+    ):  # fmt: skip
         app.include_router(module.router)
     for error, status in _STATUS:
         app.add_exception_handler(error, _answer(status))

@@ -29,12 +29,14 @@ __all__ = [
     "LoginBody",
     "NoteBody",
     "NoteOut",
+    "Preferences",
     "ResolveBody",
     "TokenOut",
     "UserCreate",
     "UserCreated",
     "UserPage",
     "UserPublic",
+    "WorkOrderOut",
     "clean_text",
 ]
 
@@ -52,6 +54,9 @@ Resolution = Literal[
     "other",
 ]
 Outcome = Literal["answered", "no_answer", "busy", "wrong_number", "voicemail"]
+OrderStatus = Literal["dispatched", "accepted", "reported", "followed_up"]
+OrderOutcome = Literal["visited_ok", "assisted", "hospital", "not_home", "false_alarm", "other"]
+ConsoleLanguage = Literal["zh-CN", "en"]
 
 
 def clean_text(value: str) -> str:
@@ -149,6 +154,32 @@ class CallOut(BaseModel):
     outcome: Outcome
 
 
+class WorkOrderOut(BaseModel):
+    """A visit dispatched about an alert (alerts/work_orders.py), with each step's time,
+    who recorded it and its note."""
+
+    order_id: int
+    alert_id: int
+    assignee: str = Field(description="who goes: a person or a team")
+    phone: str | None
+    status: OrderStatus
+    due_at: datetime = Field(description="when they should be on site")
+    overdue: bool = Field(description="not reported on, and due_at has passed")
+    outcome: OrderOutcome | None
+    created_by: str
+    created_at: datetime
+    dispatch_note: str | None
+    accepted_at: datetime | None
+    accepted_by: str | None
+    accept_note: str | None
+    reported_at: datetime | None
+    reported_by: str | None
+    report_note: str | None
+    followed_up_at: datetime | None
+    followed_up_by: str | None
+    follow_up_note: str | None
+
+
 class AlertItem(BaseModel):
     """The fields of `carewatch alerts list --json`, the resident's name and area, and
     who has it and until when it is on hold."""
@@ -190,6 +221,15 @@ class AlertDetail(AlertItem):
     history: list[HistoryEntry]
     notes: list[NoteOut]
     calls: list[CallOut]
+    work_orders: list[WorkOrderOut] = Field(description="visits dispatched, oldest first")
+
+
+class Preferences(BaseModel):
+    """How the user wants the console; null: the console's default."""
+
+    language: ConsoleLanguage | None
+    time_zone: str | None = Field(description="an IANA time zone, e.g. Asia/Shanghai")
+    large_text: bool
 
 
 class UserPublic(BaseModel):
@@ -198,6 +238,7 @@ class UserPublic(BaseModel):
     area: str = Field(description="'' is the top: every area")
     created_at: datetime
     disabled: bool
+    preferences: Preferences
 
 
 class UserPage(BaseModel):

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
 
@@ -22,6 +23,7 @@ from api.credentials import hash_password, new_password, new_token, token_digest
 from api.errors import BadUser, UserExists, UserNotFound
 
 __all__ = [
+    "LANGUAGES",
     "ROLES",
     "User",
     "add_user",
@@ -33,12 +35,14 @@ __all__ = [
     "revoke_token",
     "revoke_tokens",
     "set_disabled",
+    "set_preferences",
     "user_for_token",
 ]
 
 ROLES = ("operator", "supervisor", "admin")
+LANGUAGES = ("zh-CN", "en")  # the console's (migration 0012 checks them)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
-_COLUMNS = "user_id, name, role, area, created_at, disabled"
+_COLUMNS = "user_id, name, role, area, created_at, disabled, language, time_zone, large_text"
 
 
 # A login for a name nobody has still costs a hash check, so that the answer's timing does
@@ -73,6 +77,10 @@ class User:
     area: str
     created_at: datetime
     disabled: bool = False
+    # The console as they want it (None: its default).
+    language: str | None = None
+    time_zone: str | None = None
+    large_text: bool = False
 
     def has_role(self, role: str) -> bool:
         """Whether this user's role is `role` or above it."""
@@ -89,6 +97,11 @@ class User:
             "area": self.area,
             "created_at": self.created_at,
             "disabled": self.disabled,
+            "preferences": {
+                "language": self.language,
+                "time_zone": self.time_zone,
+                "large_text": self.large_text,
+            },
         }
 
 
@@ -203,6 +216,36 @@ async def set_disabled(conn: asyncpg.Connection, name: str, disabled: bool) -> t
     )
     if disabled:
         await revoke_tokens(conn, name)
+    return User(**dict(before)), User(**dict(after))
+
+
+async def set_preferences(
+    conn: asyncpg.Connection,
+    name: str,
+    *,
+    language: str | None,
+    time_zone: str | None,
+    large_text: bool,
+) -> tuple[User, User]:
+    """Set how the user `name` wants the console: (before, after). BadUser for a language
+    the console does not speak or a time zone zoneinfo does not know; UserNotFound."""
+    if language is not None and language not in LANGUAGES:
+        raise BadUser(f"language {language!r}: one of {', '.join(LANGUAGES)}")
+    if time_zone is not None:
+        try:
+            ZoneInfo(time_zone)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise BadUser(f"time zone {time_zone!r}: an IANA zone such as Asia/Shanghai") from None
+    before = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM users WHERE name = $1 AND NOT disabled FOR UPDATE", name
+    )
+    if before is None:
+        raise UserNotFound(f"no user named {name!r}")
+    after = await conn.fetchrow(
+        "UPDATE users SET language = $2, time_zone = $3, large_text = $4 WHERE name = $1"
+        f" RETURNING {_COLUMNS}",
+        name, language, time_zone, large_text,
+    )  # fmt: skip
     return User(**dict(before)), User(**dict(after))
 
 

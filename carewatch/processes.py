@@ -26,6 +26,8 @@ from alerts.telemetry import TelemetryWriter
 from api.app import create_app
 from api.feed import AlertFeed
 from carewatch.broker_accounts import accounts_for
+from console.app import ConsoleConfig
+from console.app import install as install_console
 from devices.events import Event, event_from_json
 from ingest import gateway_metrics  # noqa: F401 - registers the gateway's metrics
 from ingest.pipeline import Ingest
@@ -291,7 +293,10 @@ async def build_api(settings: Settings, stack: AsyncExitStack) -> Running:
     stack.push_async_callback(pool.close)
 
     feed = AlertFeed(database_url=settings.require_database_url(), pool=pool)
-    app = create_app(pool=pool, feed=feed)
+    app = create_app(
+        pool=pool, feed=feed, centre_tz=settings.centre_tz, shift_starts=settings.shift_starts
+    )
+    install_console(app, ConsoleConfig(centre_tz=settings.centre_tz, map_tiles=settings.map_tiles))
     # Device changes reach the broker's accounts through the admin account this process
     # finds (CAREWATCH_MQTT_ADMIN_URL, or the one `up` records in stack.json), over one
     # short connection per change: alerts are served while the broker is down.

@@ -9,11 +9,13 @@ configuration.
 from __future__ import annotations
 
 import socket
+from datetime import time
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["STACK_FILE", "ConfigError", "Settings"]
@@ -81,10 +83,41 @@ class Settings(BaseSettings):
     api_port: int = Field(
         8080, ge=0, le=65535, description="the API's port; `up` takes a free one if it is busy"
     )
+    # Checked where it is used (console/geo.py `tile_source`): plumbing knows no providers.
+    map_tiles: str = Field(
+        "",
+        description="the console's map tiles: '' or none (no tiles), osm, amap, tencent, or "
+        "a URL template with {x} {y} {z} (prefix gcj02: if it draws in GCJ-02)",
+    )
+    # The monitoring centre's clock: the shifts of the acknowledgement statistics.
+    centre_tz: str = Field("Asia/Shanghai", description="the monitoring centre's time zone (IANA)")
+    shift_starts: str = Field(
+        "08:00,16:00,00:00",
+        description="local times the centre's shifts start at, HH:MM comma-separated",
+    )
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(0, ge=0, le=65535, description="0 = any free port (logged)")
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
+
+    @field_validator("centre_tz")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(f"{value!r}: an IANA time zone such as Asia/Shanghai") from None
+        return value
+
+    @field_validator("shift_starts")
+    @classmethod
+    def _local_times(cls, value: str) -> str:
+        try:
+            if any(time.fromisoformat(p.strip()).tzinfo for p in value.split(",")):
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"{value!r}: local times HH:MM, comma-separated") from None
+        return value
 
     def stack_file(self) -> Path:
         return self.data_dir / STACK_FILE

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path
 
 from api import audit, users
+from api.console_models import PreferencesBody
 from api.deps import (
     Admin,
     Conn,
@@ -54,6 +55,21 @@ async def login(conn: Conn, body: LoginBody) -> dict[str, Any]:
 @router.get("/me", response_model=UserPublic, summary="who the token belongs to")
 async def me(user: CurrentUser) -> dict[str, Any]:
     return user.public()
+
+
+@router.put("/me/preferences", response_model=UserPublic, summary="how you want the console")
+async def set_preferences(conn: Conn, user: CurrentUser, body: PreferencesBody) -> dict[str, Any]:
+    async with conn.transaction():
+        before, after = await users.set_preferences(
+            conn, user.name, language=body.language, time_zone=body.time_zone,
+            large_text=body.large_text,
+        )  # fmt: skip
+        if before != after:
+            await audit.record(
+                conn, actor=user.name, action="user.preferences", target=f"user:{user.name}",
+                before=before.public()["preferences"], after=after.public()["preferences"],
+            )  # fmt: skip
+    return after.public()
 
 
 @router.get("/users", response_model=UserPage, summary="the users in your area")

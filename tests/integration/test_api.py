@@ -132,6 +132,7 @@ async def test_without_or_with_a_bad_token_it_is_401(
     assert me.json() | {"created_at": None} == {
         "name": login.name, "role": "operator", "area": "shanghai", "disabled": False,
         "created_at": None,
+        "preferences": {"language": None, "time_zone": None, "large_text": False},
     }  # fmt: skip
     async with pool.acquire() as conn:
         assert await users.revoke_token(conn, login.token)
