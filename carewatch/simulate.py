@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 import resource
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 import asyncpg
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from carewatch.broker_accounts import put_accounts, wait_for_account
+from carewatch.simulate_people import give_people
 from devices import registry
 from devices.broker_auth import Account, device_account, ensure_service_user, service_account
 from devices.errors import RegistryError
@@ -19,6 +20,7 @@ from plumbing.db import connect_pool
 from plumbing.mqtt import with_login
 from plumbing.settings import Settings
 from simulators.fleet import FleetStats
+from simulators.people import Person
 
 __all__ = [
     "NETWORK_SERVER_USER",
@@ -39,11 +41,13 @@ async def register_fleet(
     device_ids: list[str],
     mqtt_url: str,
     formats: Mapping[str, str] | None = None,
+    people: Sequence[Person] = (),
 ) -> dict[str, str]:
     """Register (or re-key) every simulated device; returns the secrets of those with a
     broker account of their own (4G watches have none: they reach the broker through the
     gateway) once the broker admits them. `formats`: device id -> registry format (default
-    native)."""
+    native). `people`: residents for those devices (simulators/people.py), created for the
+    devices that have none yet (carewatch/simulate_people.py)."""
     formats = formats or {}
     pool = await connect_pool(settings.require_database_url(), min_size=1, max_size=1)
     accounts: list[tuple[Account, str]] = []
@@ -53,6 +57,9 @@ async def register_fleet(
                 found = await _account(conn, device_id, formats.get(device_id, "native"))
                 if found is not None:
                     accounts.append(found)
+            if people:
+                created, kept = await give_people(conn, people)
+                log.info("simulated residents: %d new, %d kept", created, kept)
     finally:
         await pool.close()
     log.info(await put_accounts(settings, accounts))

@@ -53,16 +53,17 @@ SERVICES = ("telemetry", "rules", "ingest", "watch-gateway")
 _ROLES = {"ingest": "ingest", "watch-gateway": "gateway"}
 
 
-def run_up(settings: Settings, *, simulate: int = 0) -> int:
+def run_up(settings: Settings, *, simulate: int = 0, people: str = "zh") -> int:
+    """`people`: the simulated devices' residents (`carewatch simulate --people`)."""
     setup_logging(level=settings.log_level, fmt="text", process_name="up")
     try:
-        return asyncio.run(_up(settings, simulate))
+        return asyncio.run(_up(settings, simulate, people))
     except EmbeddedError as exc:
         print(f"carewatch up: {exc}", file=sys.stderr)
         return 1
 
 
-async def _up(settings: Settings, simulate: int) -> int:
+async def _up(settings: Settings, simulate: int, people: str = "zh") -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -70,14 +71,10 @@ async def _up(settings: Settings, simulate: int) -> int:
     async with AsyncExitStack() as exits:
         started = await start_all(exits, settings, gateway_port=settings.gateway_port)
         stack, env, logs, children = started.stack, started.env, started.logs, started.children
-        # After the pipeline, so an alert the API shows is one the workers can change too.
-        env["CAREWATCH_API_PORT"] = str(await _port_for("the API", settings.api_port))
-        children["api"] = await _start_service(exits, "api", env, logs)
-        api_url = f"http://{_loopback(settings.api_host)}:{env['CAREWATCH_API_PORT']}/"
-        stack.record(api_url=api_url)
+        api_url = await start_api(exits, settings, started)
         admin = await _first_admin(stack.database_url, settings.data_dir.resolve())
         if simulate:
-            argv = ["simulate", "--devices", str(simulate)]
+            argv = ["simulate", "--devices", str(simulate), "--people", people]
             port = free_port()
             fleet = ChildProcess(
                 name="simulate",
@@ -123,6 +120,17 @@ async def start_all(exits: AsyncExitStack, settings: Settings, *, gateway_port: 
     logs = settings.data_dir.resolve() / "logs"
     children = await start_services(exits, stack, env, logs, gateway_port=gateway_port)
     return Services(stack, env, logs, children)
+
+
+async def start_api(exits: AsyncExitStack, settings: Settings, started: Services) -> str:
+    """Start the API and console as a child, after the pipeline (so an alert the API
+    shows is one the workers can change too); records and returns its URL."""
+    env = started.env
+    env["CAREWATCH_API_PORT"] = str(await _port_for("the API", settings.api_port))
+    started.children["api"] = await _start_service(exits, "api", env, started.logs)
+    api_url = f"http://{_loopback(settings.api_host)}:{env['CAREWATCH_API_PORT']}/"
+    started.stack.record(api_url=api_url)
+    return api_url
 
 
 async def start_services(

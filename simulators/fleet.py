@@ -44,6 +44,7 @@ __all__ = [
     "NATURAL_EVENTS_PER_S",
     "TYPES",
     "FleetStats",
+    "device_rng",
     "login_name",
     "parse_mix",
     "plan_fleet",
@@ -394,10 +395,15 @@ def _uplink(kind: str, device_id: str, fleet: _Fleet) -> _Uplink:
     return Encoder(device_id)
 
 
+def device_rng(seed: int, device_id: str) -> random.Random:
+    """What a device's behaviour draws from (its home first): seeded by device id, not by
+    position in the plan, so a device behaves the same whatever the size or mix of the
+    fleet around it, and simulators/people.py can find its home before it runs."""
+    return random.Random(f"{seed}/{device_id}")
+
+
 def _make_device(kind: str, device_id: str, fleet: _Fleet, *, start: float) -> Device:
-    # Seeded by device id, not by position in the plan: a device behaves the same
-    # whatever the size or mix of the fleet around it.
-    rng = random.Random(f"{fleet.seed}/{device_id}")
+    rng = device_rng(fleet.seed, device_id)
     if kind == "door":
         return DoorSensor(device_id, rng=rng, start=start, speed=fleet.speed)
     if kind in ("button", "lorabutton"):

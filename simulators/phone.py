@@ -37,7 +37,7 @@ class Phone(_Timed):
     # faster either, so however fast the fleet runs, a phone sends at most one fix a second.
     MIN_INTERVAL = 1.0
     MAX_EVENTS_PER_S = 2 / MIN_INTERVAL
-    _ROAM_M = 800.0
+    ROAM_M = 800.0  # how far from home its owner goes
 
     def __init__(
         self, device_id: str, *, rng: random.Random, start: float, speed: float = 1.0
@@ -55,7 +55,7 @@ class Phone(_Timed):
             east, north = self._offset_m
             east += self._rng.gauss(0, 30) - 0.01 * east
             north += self._rng.gauss(0, 30) - 0.01 * north
-            scale = min(1.0, self._ROAM_M / max(1.0, math.hypot(east, north)))
+            scale = min(1.0, self.ROAM_M / max(1.0, math.hypot(east, north)))
             self._offset_m = (east * scale, north * scale)
             self._battery = max(2.0, self._battery - self._rng.uniform(0.0, 0.5))
         else:
