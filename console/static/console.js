@@ -66,6 +66,7 @@
     try {
       await api(method, path, body);
       toast(T.done || "Done");
+      redrawLater = false;
       refreshAlarm();
       document.body.dispatchEvent(new Event("cw:changes"));
     } catch (exc) {
@@ -111,6 +112,22 @@
     if (id && window.htmx) htmx.ajax("GET", "/ui/alerts/" + id, { target: "#alarm", swap: "innerHTML" });
   }
 
+  // A colleague's change to the open alarm redraws it, but not under an operator who is
+  // typing in one of its forms: that waits until the field is left.
+  let redrawLater = false;
+  function typing() {
+    const field = document.activeElement;
+    return !!field && field.closest("#alarm") !== null && ["INPUT", "TEXTAREA", "SELECT"].includes(field.tagName);
+  }
+  function refreshAlarmSoon() {
+    if (typing()) { redrawLater = true; return; }
+    refreshAlarm();
+  }
+  document.addEventListener("focusout", () => {
+    if (!redrawLater) return;
+    setTimeout(() => { if (redrawLater && !typing()) { redrawLater = false; refreshAlarm(); } }, 500);
+  });
+
   const seen = new Set(JSON.parse(sessionStorage.getItem("cw-seen") || "[]"));
   function markSeen(id) {
     if (!id || seen.has(id)) return;
@@ -129,7 +146,7 @@
 
   let retry = 0;
   function listen() {
-    if (!$("#queue") && !$("#alarm")) return;
+    // On every page: the header's status says whether alarms are reaching this console.
     const source = new EventSource("/api/v1/stream");
     window.cwStream = source;
     source.onopen = () => {
@@ -151,7 +168,7 @@
     source.addEventListener("alert", (event) => {
       const change = JSON.parse(event.data);
       document.body.dispatchEvent(new Event("cw:changes"));
-      if (change.alert_id === openAlarmId()) refreshAlarm();
+      if (change.alert_id === openAlarmId()) refreshAlarmSoon();
     });
   }
 
@@ -171,10 +188,11 @@
       const waited = Math.max(0, (end - opened) / 1000);
       const level = waited >= LATE_S ? "late" : waited >= WARN_S ? "warn" : "ok";
       clock.dataset.level = level;
-      $(".clock-time", clock).textContent = clockText(waited);
-      $(".clock-icon", clock).textContent = level === "late" ? "✖" : level === "warn" ? "⚠" : "◷";
-      $(".clock-word", clock).textContent =
-        level === "late" ? T.over_180 : level === "warn" ? T.over_60 : "";
+      // One text node per clock (icon, time, word: never colour alone), cheap to redraw
+      // for hundreds of rows every second.
+      const icon = level === "late" ? "✖" : level === "warn" ? "⚠" : "◷";
+      const word = level === "late" ? T.over_180 : level === "warn" ? T.over_60 : "";
+      clock.textContent = icon + " " + clockText(waited) + (word ? " " + word : "");
     }
     showMute();
   }

@@ -152,6 +152,7 @@ async def test_chinese_console_shows_contacts_records_a_call_and_resolves(
     history = page.locator("#alarm .history")
     await expect(history).to_contain_text("王丽 (13900000002): answered")
 
+    await page.locator("#alarm details").filter(has_text="结案").locator("summary").click()
     await page.select_option(f"#resolution-{alert_id}", "false_alarm")
     await page.fill(f"#resolve-note-{alert_id}", "老人误按")
     await page.locator("#alarm form[data-api$='/resolve'] button[type=submit]").click()
@@ -239,3 +240,33 @@ async def test_no_serious_accessibility_problem_on_any_page(
             await page.wait_for_load_state("networkidle")
             assert await axe_problems(page) == [], (locale, path)
         await context.close()
+
+
+async def test_a_visit_is_dispatched_accepted_reported_and_followed_up(
+    pipeline: Pipeline, console: Console, browser: Browser
+) -> None:
+    _rid, device = await _resident_with_device(pipeline, "Sun Guifang")
+    await pipeline.publish(device, {"kind": "fall", "msg_id": "visit", "confirmed": True})
+    alert = await pipeline.wait_alert(device, "fall")
+    name, password = await console.user("operator")
+    context, page = await sign_in(browser, console, name, password)
+    await page.goto(f"{console.url}/alerts/{alert['alert_id']}")
+    view = page.locator("#alarm .alarm-view")
+    await view.locator(".work-orders summary").click()
+    await page.fill(f"#assignee-{alert['alert_id']}", "Community grid worker Wang Fang")
+    await page.fill(f"#due-{alert['alert_id']}", "30")
+    await view.get_by_role("button", name="Dispatch", exact=True).click()
+    order = view.locator(".order")
+    await expect(order).to_contain_text("Dispatched")
+    await order.get_by_role("button", name="Visit accepted").click()
+    await expect(order).to_contain_text("Accepted")
+    await order.locator("select[name=outcome]").select_option("visited_ok")
+    await order.get_by_role("button", name="Record the visit").click()
+    await expect(order).to_contain_text("Reported")
+    await order.locator("input[name=note]").fill("Daughter confirms she is well")
+    await order.get_by_role("button", name="Record the follow-up").click()
+    await expect(order).to_contain_text("Followed up")
+    history = view.locator(".history")
+    for change in ("dispatched", "order_accepted", "order_reported", "followed_up"):
+        await expect(history.locator(f"li.change-{change}")).to_have_count(1)
+    await context.close()
