@@ -216,7 +216,8 @@ async def _queue_timings(
             await page.goto(f"{url}{path}")
             await page.wait_for_load_state("load")
             timing = await page.evaluate(_LOAD_TIME)
-            paints.append(timing["paint_ms"])
+            if timing["paint_ms"] is not None:  # none when the page painted nothing new
+                paints.append(timing["paint_ms"])
             loads.append(timing["load_ms"])
             rows = timing["rows"]
             refreshes.append(
