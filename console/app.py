@@ -10,7 +10,9 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from console import fleet, mapping, queue, session, supervision
+from console.geo import tile_source
 from console.web import LoginRequired, login_required
+from plumbing.settings import ConfigError
 
 __all__ = ["ConsoleConfig", "install"]
 
@@ -27,6 +29,10 @@ class ConsoleConfig:
 def install(app: FastAPI, config: ConsoleConfig | None = None) -> None:
     """Serve the console from `app` (an application made by api.app.create_app)."""
     app.state.console = config or ConsoleConfig()
+    try:  # a bad setting stops the process at start, not each map later
+        app.state.map_tiles = tile_source(app.state.console.map_tiles)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     static = resources.files("console") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="console-static")
     for module in (session, queue, fleet, mapping, supervision):

@@ -9,13 +9,12 @@ plain background), "points": [{"lat", "lon", "label", "severity"?, "href"?}], "z
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from fastapi import Request
 
-from console.geo import TileSource, tile_source, to_map, zone_to_map
+from console.geo import TileSource, to_map, zone_to_map
 
 __all__ = [
     "alarm_map",
@@ -26,18 +25,12 @@ __all__ = [
     "zone_shapes",
 ]
 
-log = logging.getLogger(__name__)
-
 
 def tiles_of(request: Request) -> TileSource:
-    """The tiles the console is configured with (ConsoleConfig.map_tiles); no tiles, and
-    a warning in the log, for a setting that names none (the map still shows positions)."""
-    setting: str = request.app.state.console.map_tiles
-    try:
-        return tile_source(setting)
-    except ValueError as exc:
-        log.warning("map drawn without tiles: %s", exc)
-        return TileSource(url=None)
+    """The tiles the console is configured with (ConsoleConfig.map_tiles, checked when
+    the console was installed)."""
+    source: TileSource = request.app.state.map_tiles
+    return source
 
 
 def _tiles(source: TileSource) -> dict[str, Any] | None:

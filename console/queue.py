@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse
 
-from alerts import store, views
+from alerts import event_store, store, views
 from api.deps import Conn
 from api.routes import alerts as alert_routes
 from api.routes import contacts as contact_routes
@@ -124,7 +124,13 @@ async def alarm_context(
     if resident_id is None:
         context["map"] = alarm_map(context, tiles)
         return context
-    context["resident"] = await resident_routes.get_resident(conn, user, resident_id)
+    resident = await resident_routes.get_resident(conn, user, resident_id)
+    readings = await event_store.latest_readings(
+        conn, [d["device_id"] for d in resident["devices"]]
+    )
+    for device in resident["devices"]:
+        device["worn"] = readings.get(device["device_id"], {}).get("worn")
+    context["resident"] = resident
     context["contacts"] = await _ladder_order(conn, viewer, resident_id)
     context["zones"] = (await zone_routes.get_zones(conn, user, resident_id))["items"]
     since = datetime.now(UTC) - timedelta(hours=24)

@@ -15,6 +15,7 @@ from fastapi.responses import RedirectResponse, Response
 from api import audit, users
 from api.credentials import SESSION_COOKIE
 from api.deps import Conn
+from api.errors import BadUser
 from console import i18n
 from console.web import LANGUAGE_COOKIE, Page, language_of, render
 
@@ -41,6 +42,7 @@ async def login(
     name: Annotated[str, Form(max_length=64)],
     password: Annotated[str, Form(max_length=256)],
     next: Annotated[str, Form(max_length=500)] = "/",
+    tz: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
     async with conn.transaction():
         user = await users.check_login(conn, name, password)
@@ -50,6 +52,7 @@ async def login(
                 conn, actor=user.name, action="token.issue", target=f"user:{user.name}",
                 before=None, after={"via": "console"},
             )  # fmt: skip
+            await _keep_zone(conn, user, tz)
     if user is None:
         return render(
             request, "login.html", status_code=401, next=_local(next), error="wrong", name=name
@@ -70,6 +73,22 @@ async def logout(request: Request, conn: Conn, viewer: Page) -> Response:
     answer = RedirectResponse("/login", status_code=303)
     answer.delete_cookie(SESSION_COOKIE, path="/")
     return answer
+
+
+async def _keep_zone(conn: Conn, user: users.User, zone: str) -> None:
+    """A user who has chosen no time zone gets their browser's, if it is a real one."""
+    if user.time_zone is not None or not zone:
+        return
+    try:
+        before, after = await users.set_preferences(
+            conn, user.name, language=user.language, time_zone=zone, large_text=user.large_text
+        )
+    except BadUser:
+        return  # a browser's odd zone name: the centre's zone it is
+    await audit.record(
+        conn, actor=user.name, action="user.preferences", target=f"user:{user.name}",
+        before=before.public()["preferences"], after=after.public()["preferences"],
+    )  # fmt: skip
 
 
 def _local(target: str) -> str:

@@ -55,6 +55,11 @@ class Viewer:
     def csrf(self) -> str:
         return csrf_for(self.token)
 
+    @property
+    def preferences(self) -> dict[str, Any]:
+        """As stored (PUT /api/v1/me/preferences replaces all of them at once)."""
+        return self.user.public()["preferences"]
+
 
 def language_of(request: Request, preferred: str | None = None) -> str:
     """The user's stored choice, else the one made on the login page, else the browser's."""
@@ -71,13 +76,12 @@ async def _viewer(request: Request, conn: Conn) -> Viewer:
         user = await users.user_for_token(conn, token)
     if user is None:
         raise LoginRequired()
-    prefs = user.public().get("preferences") or {}
     return Viewer(
         user=user,
         token=token,
-        language=language_of(request, prefs.get("language")),
-        tz=i18n.zone(prefs.get("time_zone"), request.app.state.console.centre_tz),
-        large_text=bool(prefs.get("large_text")),
+        language=language_of(request, user.language),
+        tz=i18n.zone(user.time_zone, request.app.state.console.centre_tz),
+        large_text=user.large_text,
     )
 
 

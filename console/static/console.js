@@ -67,7 +67,7 @@
       await api(method, path, body);
       toast(T.done || "Done");
       redrawLater = false;
-      refreshAlarm();
+      refreshAlarm(true);
       document.body.dispatchEvent(new Event("cw:changes"));
     } catch (exc) {
       if (error) error.textContent = exc.message;
@@ -107,25 +107,41 @@
     return view ? Number(view.dataset.alertId) : null;
   }
 
-  function refreshAlarm() {
+  let ownRedraw = false;  // the redraw in flight follows the operator's own action
+  function refreshAlarm(own) {
     const id = openAlarmId();
+    ownRedraw = !!own;
     if (id && window.htmx) htmx.ajax("GET", "/ui/alerts/" + id, { target: "#alarm", swap: "innerHTML" });
   }
 
   // A colleague's change to the open alarm redraws it, but not under an operator who is
-  // typing in one of its forms: that waits until the field is left.
+  // typing in one of its forms or has a draft in one: that waits until the draft is sent
+  // (or cleared) and the field left.
   let redrawLater = false;
   function typing() {
     const field = document.activeElement;
     return !!field && field.closest("#alarm") !== null && ["INPUT", "TEXTAREA", "SELECT"].includes(field.tagName);
   }
+  function drafting() {
+    return $$("#alarm input, #alarm textarea").some((f) => f.type !== "hidden" && f.value !== f.defaultValue) ||
+      $$("#alarm select").some((f) => Array.from(f.options).some((o) => o.selected !== o.defaultSelected));
+  }
   function refreshAlarmSoon() {
-    if (typing()) { redrawLater = true; return; }
+    if (typing() || drafting()) { redrawLater = true; return; }
     refreshAlarm();
   }
-  document.addEventListener("focusout", () => {
-    if (!redrawLater) return;
-    setTimeout(() => { if (redrawLater && !typing()) { redrawLater = false; refreshAlarm(); } }, 500);
+  function redrawIfDue() {
+    if (redrawLater && !typing() && !drafting()) { redrawLater = false; refreshAlarm(); }
+  }
+  document.addEventListener("focusout", () => { if (redrawLater) setTimeout(redrawIfDue, 500); });
+  // A colleague's redraw that arrives after the operator started a draft waits too.
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    if (event.detail.target.id !== "alarm") return;
+    const own = ownRedraw;
+    ownRedraw = false;
+    const sameAlarm = event.detail.requestConfig.path === "/ui/alerts/" + openAlarmId();
+    const fromStream = sameAlarm && !own && !event.detail.requestConfig.elt.closest("#queue");
+    if (fromStream && (typing() || drafting())) { event.detail.shouldSwap = false; redrawLater = true; }
   });
 
   const seen = new Set(JSON.parse(sessionStorage.getItem("cw-seen") || "[]"));
@@ -326,6 +342,7 @@
     try {
       await api("POST", "/api/v1/alerts/" + id + "/ack");
       toast(T.done);
+      ownRedraw = true;
       if (window.htmx) htmx.ajax("GET", "/ui/alerts/" + id, { target: "#alarm", swap: "innerHTML" });
       document.body.dispatchEvent(new Event("cw:changes"));
     } catch (exc) { toast(T.failed + ": " + exc.message, true); }
@@ -346,7 +363,12 @@
   /* ---- preferences ------------------------------------------------------------ */
 
   async function savePreference(change) {
-    try { await api("PUT", "/api/v1/me/preferences", change); } catch (exc) { /* kept locally */ }
+    // The API takes all of a user's preferences at once: the stored ones, changed.
+    const stored = JSON.parse(document.body.dataset.preferences || "{}");
+    const wanted = Object.assign(stored, change);
+    document.body.dataset.preferences = JSON.stringify(wanted);
+    try { await api("PUT", "/api/v1/me/preferences", wanted); }
+    catch (exc) { toast(T.failed + ": " + exc.message, true); }
   }
 
   function bindHeader() {
@@ -382,6 +404,11 @@
   /* ---- start ------------------------------------------------------------------ */
 
   document.addEventListener("DOMContentLoaded", () => {
+    // The sign-in form tells the server the browser's time zone (kept for a user who
+    // has chosen none).
+    const zone = $("input[name=tz]");
+    if (zone) zone.value = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+    if (!$("#strings")) return;  // signed out: nothing else to run
     bindHeader();
     listen();
     tick();
@@ -390,6 +417,7 @@
     markSeen(openAlarmId());
     setInterval(tick, 1000);
     setInterval(soundTick, 2000);
+    setInterval(redrawIfDue, 2000);
     document.body.addEventListener("htmx:afterSwap", (event) => {
       tick();
       drawMaps(event.target);

@@ -92,11 +92,17 @@ async def chromium() -> AsyncIterator[Browser]:
 
 
 async def sign_in(
-    browser: Browser, console: Console, name: str, password: str, *, locale: str = "en-US"
+    browser: Browser,
+    console: Console,
+    name: str,
+    password: str,
+    *,
+    locale: str = "en-US",
+    timezone: str = "Asia/Shanghai",
 ) -> tuple[BrowserContext, Page]:
     """A new browser context (its own cookies) in `locale`, signed in, on the queue."""
     context = await browser.new_context(
-        locale=locale, timezone_id="Asia/Shanghai", viewport={"width": 1440, "height": 1000}
+        locale=locale, timezone_id=timezone, viewport={"width": 1440, "height": 1000}
     )
     page = await context.new_page()
     await page.goto(f"{console.url}/login")

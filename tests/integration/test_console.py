@@ -44,8 +44,10 @@ async def browser() -> AsyncIterator[Browser]:
         yield running
 
 
-async def _resident_with_device(pipeline: Pipeline, name: str) -> tuple[int, str]:
-    """A resident with a profile, two contacts on the ladder, and a device of theirs."""
+async def _resident_with_device(pipeline: Pipeline, name: str) -> tuple[str, str]:
+    """A resident with a profile, two contacts on the ladder, and a device of theirs, in
+    an area of their own (so the test's users see only the test's alarms): the area and
+    the device."""
     area = f"test-{uuid.uuid4().hex[:6]}/xuhui"
     async with pipeline.db.acquire() as conn, conn.transaction():
         row = await residents.create_resident(
@@ -71,7 +73,7 @@ async def _resident_with_device(pipeline: Pipeline, name: str) -> tuple[int, str
                  {"contacts": [neighbour["contact_id"]], "wait_s": 60}]  # fmt: skip
         await contacts.set_ladder(conn, rid, steps, 1)
     device = await pipeline.register(resident_id=rid)
-    return rid, device
+    return area, device
 
 
 async def _press_and_see(pipeline: Pipeline, page: Page, device: str) -> int:
@@ -88,8 +90,8 @@ async def _press_and_see(pipeline: Pipeline, page: Page, device: str) -> int:
 async def test_an_sos_appears_sounds_and_is_acknowledged_by_keyboard(
     pipeline: Pipeline, console: Console, browser: Browser
 ) -> None:
-    _rid, device = await _resident_with_device(pipeline, "Wang Xiuying")
-    name, password = await console.user("operator")
+    area, device = await _resident_with_device(pipeline, "Wang Xiuying")
+    name, password = await console.user("operator", area)
     context, page = await sign_in(browser, console, name, password, locale="en-US")
     await expect(page.locator("#live")).to_have_attribute("data-state", "live")
 
@@ -126,8 +128,8 @@ async def test_an_sos_appears_sounds_and_is_acknowledged_by_keyboard(
 async def test_chinese_console_shows_contacts_records_a_call_and_resolves(
     pipeline: Pipeline, console: Console, browser: Browser
 ) -> None:
-    _rid, device = await _resident_with_device(pipeline, "王秀英")
-    name, password = await console.user("operator")
+    area, device = await _resident_with_device(pipeline, "王秀英")
+    name, password = await console.user("operator", area)
     context, page = await sign_in(browser, console, name, password, locale="zh-CN")
     await expect(page.locator("h1#queue-title")).to_have_text("接警台")
     await expect(page.locator("#live")).to_have_attribute("data-state", "live")
@@ -165,8 +167,8 @@ async def test_chinese_console_shows_contacts_records_a_call_and_resolves(
 async def test_the_queue_catches_up_after_the_stream_drops(
     pipeline: Pipeline, console: Console, browser: Browser
 ) -> None:
-    _rid, device = await _resident_with_device(pipeline, "Li Jianguo")
-    name, password = await console.user("operator")
+    area, device = await _resident_with_device(pipeline, "Li Jianguo")
+    name, password = await console.user("operator", area)
     context, page = await sign_in(browser, console, name, password)
     await expect(page.locator("#live")).to_have_attribute("data-state", "live")
     await context.set_offline(True)
@@ -224,10 +226,10 @@ async def test_sign_in_failures_sign_out_and_the_cookie_needs_its_csrf_header(
 async def test_no_serious_accessibility_problem_on_any_page(
     pipeline: Pipeline, console: Console, browser: Browser
 ) -> None:
-    _rid, device = await _resident_with_device(pipeline, "Zhao Min")
+    area, device = await _resident_with_device(pipeline, "Zhao Min")
     await pipeline.publish(device, {"kind": "sos", "msg_id": "axe"})
     alert = await pipeline.wait_alert(device, "sos")
-    name, password = await console.user("supervisor")
+    name, password = await console.user("supervisor", area)
     for locale in ("en-US", "zh-CN"):
         context = await browser.new_context(locale=locale)
         page = await context.new_page()
@@ -245,10 +247,10 @@ async def test_no_serious_accessibility_problem_on_any_page(
 async def test_a_visit_is_dispatched_accepted_reported_and_followed_up(
     pipeline: Pipeline, console: Console, browser: Browser
 ) -> None:
-    _rid, device = await _resident_with_device(pipeline, "Sun Guifang")
+    area, device = await _resident_with_device(pipeline, "Sun Guifang")
     await pipeline.publish(device, {"kind": "fall", "msg_id": "visit", "confirmed": True})
     alert = await pipeline.wait_alert(device, "fall")
-    name, password = await console.user("operator")
+    name, password = await console.user("operator", area)
     context, page = await sign_in(browser, console, name, password)
     await page.goto(f"{console.url}/alerts/{alert['alert_id']}")
     view = page.locator("#alarm .alarm-view")
@@ -269,4 +271,62 @@ async def test_a_visit_is_dispatched_accepted_reported_and_followed_up(
     history = view.locator(".history")
     for change in ("dispatched", "order_accepted", "order_reported", "followed_up"):
         await expect(history.locator(f"li.change-{change}")).to_have_count(1)
+    await context.close()
+
+
+async def test_language_text_size_and_time_zone_are_remembered_per_user(
+    console: Console, browser: Browser
+) -> None:
+    name, password = await console.user("operator")
+    context, page = await sign_in(
+        browser, console, name, password, locale="en-US", timezone="Europe/Berlin"
+    )
+    await page.locator("#large-text").click()
+    await expect(page.locator("html")).to_have_class("large-text")
+    await page.locator("#language").click()  # to Chinese; the page reloads
+    await expect(page.locator("h1#queue-title")).to_have_text("接警台")
+    await context.close()
+
+    # Another browser asking for English: the user's own choices win.
+    context, page = await sign_in(browser, console, name, password, locale="en-US")
+    await expect(page.locator("h1#queue-title")).to_have_text("接警台")
+    await expect(page.locator("html")).to_have_class("large-text")
+    await context.close()
+    async with console.pool.acquire() as conn:
+        stored = await conn.fetchrow(
+            "SELECT language, time_zone, large_text FROM users WHERE name = $1", name
+        )
+    # The first sign-in's browser zone is kept; a later browser's does not replace it.
+    assert dict(stored) == {"language": "zh-CN", "time_zone": "Europe/Berlin", "large_text": True}
+
+
+async def test_a_colleagues_change_does_not_wipe_a_draft(
+    pipeline: Pipeline, console: Console, browser: Browser
+) -> None:
+    area, device = await _resident_with_device(pipeline, "Qian Lan")
+    await pipeline.publish(device, {"kind": "sos", "msg_id": "draft"})
+    alert_id = (await pipeline.wait_alert(device, "sos"))["alert_id"]
+    name, password = await console.user("operator", area)
+    context, page = await sign_in(browser, console, name, password)
+    await page.goto(f"{console.url}/alerts/{alert_id}")
+    await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    view = page.locator("#alarm .alarm-view")
+    await view.locator("details").filter(has_text="Add a note").locator("summary").click()
+    await page.fill(f"#note-{alert_id}", "Daughter on her way")
+
+    colleague, other_password = await console.user("operator", area)
+    other, other_page = await sign_in(browser, console, colleague, other_password)
+    await other_page.goto(f"{console.url}/alerts/{alert_id}")
+    await other_page.locator("#ack").click()
+    await expect(other_page.locator("#alarm .alarm-view")).to_have_attribute(
+        "data-status", "acknowledged"
+    )
+    # The colleague's change reached this console (its queue row) but left the draft alone.
+    await expect(page.locator(f"#row-{alert_id}")).to_have_attribute("data-status", "acknowledged")
+    await expect(page.locator(f"#note-{alert_id}")).to_have_value("Daughter on her way")
+    await view.get_by_role("button", name="Add note").click()
+    history = page.locator("#alarm .history")
+    await expect(history).to_contain_text("Daughter on her way")
+    await expect(history.locator("li.change-acknowledged")).to_contain_text(colleague)
+    await other.close()
     await context.close()

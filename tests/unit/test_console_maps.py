@@ -119,3 +119,13 @@ def test_device_health(changes: dict[str, Any], problems: list[str]) -> None:
 )  # fmt: skip
 def test_targets(within_60: float | None, within_180: float | None, below: list[int]) -> None:
     assert below_target({"within_60s_pct": within_60, "within_180s_pct": within_180}) == below
+
+
+def test_a_bad_tile_setting_stops_the_console_at_start() -> None:
+    from fastapi import FastAPI
+
+    from console.app import ConsoleConfig, install
+    from plumbing.settings import ConfigError
+
+    with pytest.raises(ConfigError, match="CAREWATCH_MAP_TILES"):
+        install(FastAPI(), ConsoleConfig(map_tiles="ftp://tiles.example/{z}"))
