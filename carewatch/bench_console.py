@@ -68,10 +68,13 @@ new MutationObserver(() => {
   }
 }).observe(document.querySelector("#queue"), {childList: true, subtree: true});
 """
+# When the page's rows are on screen: the first frame after the document is parsed
+# (Chromium's paint timing entries are rounded to 100 ms here, too coarse to report).
+_ON_SCREEN = """document.addEventListener("DOMContentLoaded", () =>
+  requestAnimationFrame(() => { window.cwShown = performance.now(); }));"""
 _LOAD_TIME = """() => {
   const nav = performance.getEntriesByType("navigation")[0];
-  const paint = performance.getEntriesByName("first-contentful-paint")[0];
-  return {paint_ms: paint ? paint.startTime : null, load_ms: nav.loadEventEnd,
+  return {shown_ms: window.cwShown, load_ms: nav.loadEventEnd,
           response_ms: nav.responseEnd - nav.requestStart,
           rows: document.querySelectorAll("#queue tr.row").length};
 }"""
@@ -127,8 +130,12 @@ async def _bench(settings: Settings, plan: ConsoleBenchPlan) -> dict[str, Any]:
         exits.push_async_callback(browser.close)
         page = await (await browser.new_context(locale="zh-CN")).new_page()
         await _sign_in(page, url, name, password)
-        presses = await _press_under_load(started, pool, page, plan)
+        # The queue first, on the running system; then its alarms are closed, so the
+        # presses' rows are the queue's most urgent and must show.
         queue = await _queue_timings(pool, page, url, plan)
+        await page.goto(f"{url}/")
+        await page.wait_for_selector("#live[data-state=live]")
+        presses = await _press_under_load(started, pool, page, plan)
     return {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
@@ -208,28 +215,34 @@ async def _until_rows(page: Page, pool: asyncpg.Pool, devices: list[str]) -> Non
 async def _queue_timings(
     pool: asyncpg.Pool, page: Page, url: str, plan: ConsoleBenchPlan
 ) -> dict[str, Any]:
-    await _open_alarms(pool, plan.open_alerts)
+    opened = await _open_alarms(pool, plan.open_alerts)
+    await page.context.add_init_script(_ON_SCREEN)
+    await asyncio.sleep(5.0)  # the open page has taken in the 500 changes
     result: dict[str, Any] = {"open_alarms": plan.open_alerts}
     for shown, path in (("shown", "/"), ("all", "/?all=1")):
-        paints, loads, refreshes, rows = [], [], [], 0
+        shown_at, loads, refreshes, responses, rows = [], [], [], [], 0
         for _ in range(plan.loads):
             await page.goto(f"{url}{path}")
             await page.wait_for_load_state("load")
             timing = await page.evaluate(_LOAD_TIME)
-            if timing["paint_ms"] is not None:  # none when the page painted nothing new
-                paints.append(timing["paint_ms"])
+            shown_at.append(timing["shown_ms"])
             loads.append(timing["load_ms"])
+            responses.append(timing["response_ms"])
             rows = timing["rows"]
             refreshes.append(
                 await page.evaluate(_REFRESH_TIME.replace("/ui/queue", f"/ui/queue{path[1:]}"))
             )
-        result[shown] = {"rows": rows, "first_paint_ms": percentiles(paints),
+        result[shown] = {"rows": rows, "on_screen_ms": percentiles(shown_at),
+                         "response_ms": percentiles(responses),
                          "page_load_ms": percentiles(loads),
                          "live_refresh_ms": percentiles(refreshes)}  # fmt: skip
+    async with pool.acquire() as conn:
+        for alert in opened:
+            await store.resolve(conn, alert["alert_id"], by="bench", note="bench", code="test")
     return result
 
 
-async def _open_alarms(pool: asyncpg.Pool, count: int) -> None:
+async def _open_alarms(pool: asyncpg.Pool, count: int) -> list[dict[str, Any]]:
     """`count` more open alarms (a mass event), straight into the store."""
     now = datetime.now(UTC)
     tag = uuid.uuid4().hex[:6]
@@ -245,7 +258,7 @@ async def _open_alarms(pool: asyncpg.Pool, count: int) -> None:
         for n in range(count)
     ]
     async with pool.acquire() as conn:
-        await store.apply_decisions(conn, decisions)  # type: ignore[arg-type]
+        return await store.apply_decisions(conn, decisions)  # type: ignore[arg-type]
 
 
 def _print(result: dict[str, Any]) -> None:
@@ -258,11 +271,11 @@ def _print(result: dict[str, Any]) -> None:
     for shown in ("shown", "all"):
         part = queue[shown]
         paint, load, refresh = (
-            part[k] for k in ("first_paint_ms", "page_load_ms", "live_refresh_ms")
+            part[k] for k in ("on_screen_ms", "page_load_ms", "live_refresh_ms")
         )
         print(
             f"queue, {queue['open_alarms']}+ open alarms, {part['rows']} rows on the page:"
-            f" first paint p50 {paint['p50']:.0f} / p95 {paint['p95']:.0f} ms,"
+            f" rows on screen p50 {paint['p50']:.0f} / p95 {paint['p95']:.0f} ms,"
             f" load p50 {load['p50']:.0f} / p95 {load['p95']:.0f} ms,"
             f" live refresh p50 {refresh['p50']:.0f} / p95 {refresh['p95']:.0f} ms"
         )

@@ -392,13 +392,37 @@
 
   /* ---- maps ------------------------------------------------------------------- */
 
+  // Leaflet and the drawing code load on the first map a page shows, not before: the
+  // queue must be on screen first, and most of its redraws have no map.
+  let mapCode = null;
+  function loadMapCode() {
+    if (window.L && window.cwDrawMap) return Promise.resolve();
+    if (mapCode) return mapCode;
+    const css = document.createElement("link");
+    css.rel = "stylesheet";
+    css.href = "/static/vendor/leaflet/leaflet.css";
+    document.head.appendChild(css);
+    const script = (src) => new Promise((done, fail) => {
+      const tag = document.createElement("script");
+      tag.src = src;
+      tag.onload = done;
+      tag.onerror = fail;
+      document.head.appendChild(tag);
+    });
+    mapCode = script("/static/vendor/leaflet/leaflet.js").then(() => script("/static/map.js"));
+    return mapCode;
+  }
+
   function drawMaps(root) {
-    if (!window.L) return;
-    for (const box of $$("[data-map]", root)) {
-      if (box.dataset.drawn) continue;
-      box.dataset.drawn = "1";
-      window.cwDrawMap(box, JSON.parse(box.dataset.map));
-    }
+    const boxes = $$("[data-map]", root).filter((box) => !box.dataset.drawn);
+    if (!boxes.length) return;
+    loadMapCode().then(() => {
+      for (const box of boxes) {
+        if (box.dataset.drawn || !box.isConnected) continue;
+        box.dataset.drawn = "1";
+        window.cwDrawMap(box, JSON.parse(box.dataset.map));
+      }
+    });
   }
 
   /* ---- start ------------------------------------------------------------------ */
