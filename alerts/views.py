@@ -23,6 +23,7 @@ from alerts.work_orders import orders_of_alert
 __all__ = [
     "ORDERS",
     "AlertFilter",
+    "acknowledged",
     "alert_view",
     "area_of",
     "changes_after",
@@ -121,6 +122,19 @@ def _in_scope(args: list[Any], area: str) -> str:
 def _arg(args: list[Any], value: Any) -> str:
     args.append(value)
     return f"${len(args)}"
+
+
+async def acknowledged(
+    conn: asyncpg.Connection, alert_ids: list[int]
+) -> dict[int, tuple[datetime | None, str | None]]:
+    """When and by whom each of these alerts was acknowledged: {alert_id: (at, by)}."""
+    if not alert_ids:
+        return {}
+    found = await conn.fetch(
+        "SELECT alert_id, acknowledged_at, acknowledged_by FROM alerts WHERE alert_id = ANY($1)",
+        alert_ids,
+    )
+    return {r["alert_id"]: (r["acknowledged_at"], r["acknowledged_by"]) for r in found}
 
 
 async def area_of(conn: asyncpg.Connection, alert_id: int) -> str:

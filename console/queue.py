@@ -77,23 +77,13 @@ async def _queue(conn: Conn, viewer: Viewer, all: bool = False) -> dict[str, Any
         )
         rows += found
         more = more or last is not None
-    taken = await _acknowledged_at(conn, [r["alert_id"] for r in rows if r["status"] != "open"])
+    taken = await views.acknowledged(conn, [r["alert_id"] for r in rows if r["status"] != "open"])
     for row in rows:
         at, row["acknowledged_by"] = taken.get(row["alert_id"], (None, None))
         # Epoch milliseconds, for the browser's clocks.
         row["opened_ms"] = int(row["opened_at"].timestamp() * 1000)
         row["acked_ms"] = int(at.timestamp() * 1000) if at else None
     return {"alarms": rows, "more": more, "all": all, "now": datetime.now(UTC)}
-
-
-async def _acknowledged_at(conn: Conn, alert_ids: list[int]) -> dict[int, Any]:
-    if not alert_ids:
-        return {}
-    found = await conn.fetch(
-        "SELECT alert_id, acknowledged_at, acknowledged_by FROM alerts WHERE alert_id = ANY($1)",
-        alert_ids,
-    )
-    return {r["alert_id"]: (r["acknowledged_at"], r["acknowledged_by"]) for r in found}
 
 
 async def alarm_context(

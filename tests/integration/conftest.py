@@ -23,6 +23,7 @@ import orjson
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
+from playwright.async_api import Browser
 
 from alerts import event_store, store
 from alerts.event_store import prepare_staging
@@ -40,6 +41,7 @@ from plumbing.db import connect_pool
 from plumbing.kafka import DLQ_TOPIC
 from plumbing.mqtt import MqttClient, with_login
 from plumbing.settings import Settings
+from tests.integration.browser import Console, chromium, serve_console
 from tests.integration.faults import TcpLink
 
 T = TypeVar("T")
@@ -307,6 +309,20 @@ async def _collect(bootstrap: str, topic: str, into: list[dict[str, Any]]) -> No
             into.append(orjson.loads(record.value))
     finally:
         await consumer.stop()
+
+
+@pytest_asyncio.fixture(scope="module")
+async def console(stack: EmbeddedStack) -> AsyncIterator[Console]:
+    """The API and the console served on a free port (tests/integration/browser.py)."""
+    async with serve_console(stack.database_url) as running:
+        yield running
+
+
+@pytest_asyncio.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's Chromium, driven by Playwright."""
+    async with chromium() as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

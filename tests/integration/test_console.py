@@ -9,39 +9,22 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import pytest_asyncio
 from playwright.async_api import Browser, Page, expect
 
 from api.credentials import CSRF_HEADER, SESSION_COOKIE, csrf_for
-from carewatch.embedded import EmbeddedStack
 from devices import contacts, residents
 from tests.integration.browser import (
     Console,
     axe_problems,
-    chromium,
     screenshot,
-    serve_console,
     sign_in,
 )
 from tests.integration.conftest import Pipeline
 
 pytestmark = pytest.mark.integration
-
-
-@pytest_asyncio.fixture(scope="module")
-async def console(stack: EmbeddedStack) -> AsyncIterator[Console]:
-    async with serve_console(stack.database_url) as running:
-        yield running
-
-
-@pytest_asyncio.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as running:
-        yield running
 
 
 async def _resident_with_device(pipeline: Pipeline, name: str) -> tuple[str, str]:

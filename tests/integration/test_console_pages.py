@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,10 +18,9 @@ from playwright.async_api import Browser, Page, expect
 
 from alerts import store, work_orders
 from alerts.rules.base import RaiseAlert
-from carewatch.embedded import EmbeddedStack
 from devices import contacts, residents
 from devices.registry import add_device
-from tests.integration.browser import Console, axe_problems, chromium, serve_console, sign_in
+from tests.integration.browser import Console, axe_problems, sign_in
 from tests.integration.conftest import Pipeline
 
 pytestmark = pytest.mark.integration
@@ -33,18 +31,6 @@ ZONES = [
     {"name": "公园", "polygon": [[31.205, 121.445], [31.205, 121.45], [31.209, 121.45],
                                  [31.209, 121.445]]},
 ]  # fmt: skip
-
-
-@pytest_asyncio.fixture(scope="module")
-async def console(stack: EmbeddedStack) -> AsyncIterator[Console]:
-    async with serve_console(stack.database_url) as running:
-        yield running
-
-
-@pytest_asyncio.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as running:
-        yield running
 
 
 def _area(name: str = "xuhui") -> str:
