@@ -310,7 +310,7 @@
 
   /* ---- keyboard --------------------------------------------------------------- */
 
-  function rows() { return $$("#queue tr.row"); }
+  function rows() { return $$("#queue:not([hidden]) tr.row"); }
   function selected() { return $("#queue tr.row.selected"); }
 
   function select(row) {

@@ -313,3 +313,19 @@ async def test_a_colleagues_change_does_not_wipe_a_draft(
     await expect(history.locator("li.change-acknowledged")).to_contain_text(colleague)
     await other.close()
     await context.close()
+
+
+async def test_an_sos_sounds_on_every_page_not_only_the_queue(
+    pipeline: Pipeline, console: Console, browser: Browser
+) -> None:
+    area, device = await _resident_with_device(pipeline, "Zhou Ping")
+    name, password = await console.user("operator", area)
+    context, page = await sign_in(browser, console, name, password)
+    await page.goto(f"{console.url}/devices")
+    await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    assert await page.evaluate("window.cwSound.plays.critical") == 0
+    await pipeline.publish(device, {"kind": "sos", "msg_id": "elsewhere"})
+    await pipeline.wait_alert(device, "sos")
+    await page.wait_for_function("window.cwSound.plays.critical > 0", timeout=5000)
+    await expect(page.locator("#sound")).to_have_attribute("data-state", "critical")
+    await context.close()
