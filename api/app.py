@@ -45,6 +45,7 @@ from api.routes import (
     work_orders,
     zones,
 )
+from api.throttle import LoginThrottle
 
 __all__ = ["API_PREFIX", "create_app"]
 
@@ -112,6 +113,7 @@ def create_app(
         },
     )
     app.state.pool = pool
+    app.state.login_throttle = LoginThrottle()
     app.state.feed = feed
     app.state.centre_tz = ZoneInfo(centre_tz)
     app.state.shift_starts = parse_shift_starts(shift_starts)

@@ -56,7 +56,7 @@ def _nobody() -> str:
 _BY_TOKEN = f"""
 WITH t AS (
     SELECT token_id, user_id, last_used_at FROM api_tokens
-    WHERE token_hash = $1 AND revoked_at IS NULL
+    WHERE token_hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
 ), touched AS (
     UPDATE api_tokens SET last_used_at = now()
     WHERE token_id IN (SELECT token_id FROM t
@@ -180,15 +180,18 @@ async def check_login(conn: asyncpg.Connection, name: str, password: str) -> Use
     return User(**fields)
 
 
-async def issue_token(conn: asyncpg.Connection, name: str) -> str:
+async def issue_token(conn: asyncpg.Connection, name: str, *, lasts_s: int | None = None) -> str:
     """A new bearer token for the enabled user `name` (earlier ones stay valid until
-    revoked); the token is returned once and only its hash is kept. UserNotFound."""
+    revoked), valid for `lasts_s` seconds (None: until revoked); the token is returned once
+    and only its hash is kept. UserNotFound."""
     token = new_token()
     user_id = await conn.fetchval(
-        "INSERT INTO api_tokens (user_id, token_hash)"
-        " SELECT user_id, $2 FROM users WHERE name = $1 AND NOT disabled RETURNING user_id",
+        "INSERT INTO api_tokens (user_id, token_hash, expires_at)"
+        " SELECT user_id, $2, now() + make_interval(secs => $3) FROM users"
+        " WHERE name = $1 AND NOT disabled RETURNING user_id",
         name,
         token_digest(token),
+        lasts_s,
     )
     if user_id is None:
         raise UserNotFound(f"no user named {name!r}")

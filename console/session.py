@@ -1,8 +1,9 @@
 """Signing in and out of the console, and the language of the login page.
 
-Signing in issues an ordinary API token (the same store, the same revocation) and hands
-it to the browser as an HttpOnly, SameSite=Strict cookie that lasts one long shift;
-signing out revokes it. Failed attempts are answered the same whatever was wrong.
+Signing in issues an ordinary API token (the same store, the same revocation) that
+expires after one long shift, and hands it to the browser as an HttpOnly, SameSite=Strict
+cookie that lasts as long; signing out revokes it. Failed attempts are answered the same
+whatever was wrong, and count against the API's own sign-in limit (api/throttle.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from api import audit, users
 from api.credentials import SESSION_COOKIE
 from api.deps import Conn
 from api.errors import BadUser
+from api.throttle import LoginThrottle, TooManyAttempts
 from console import i18n
 from console.web import LANGUAGE_COOKIE, Page, language_of, render
 
@@ -44,10 +46,22 @@ async def login(
     next: Annotated[str, Form(max_length=500)] = "/",
     tz: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
+    throttle: LoginThrottle = request.app.state.login_throttle
+    address = request.client.host if request.client else ""
+    try:
+        throttle.check(name, address)
+    except TooManyAttempts as exc:
+        minutes = max(1, round(exc.wait_s / 60))
+        return render(
+            request, "login.html", status_code=429, next=_local(next), error="throttled",
+            name=name, minutes=minutes, headers={"Retry-After": f"{exc.wait_s:.0f}"},
+        )  # fmt: skip
     async with conn.transaction():
         user = await users.check_login(conn, name, password)
-        if user is not None:
-            token = await users.issue_token(conn, user.name)
+        if user is None:
+            throttle.failed(name, address)
+        else:
+            token = await users.issue_token(conn, user.name, lasts_s=SESSION_S)
             await audit.record(
                 conn, actor=user.name, action="token.issue", target=f"user:{user.name}",
                 before=None, after={"via": "console"},

@@ -120,6 +120,7 @@ def render(
     viewer: Viewer | None = None,
     language: str | None = None,
     status_code: int = 200,
+    headers: dict[str, str] | None = None,
     **context: Any,
 ) -> HTMLResponse:
     """`template` rendered in the viewer's language (or `language` before signing in),
@@ -142,4 +143,6 @@ def render(
             **context,
         )
     )
-    return HTMLResponse(html, status_code=status_code, headers={"Cache-Control": "no-store"})
+    return HTMLResponse(
+        html, status_code=status_code, headers={"Cache-Control": "no-store", **(headers or {})}
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, HTTPException, Path, Request
 
 from api import audit, users
 from api.console_models import PreferencesBody
@@ -23,6 +23,7 @@ from api.deps import (
 )
 from api.models import Error, LoginBody, TokenOut, UserCreate, UserCreated, UserPage, UserPublic
 from api.routes import API_PREFIX
+from api.throttle import LoginThrottle, TooManyAttempts
 from api.users import User
 
 __all__ = ["router"]
@@ -36,11 +37,23 @@ router = APIRouter(
 )
 
 
-@router.post("/login", response_model=TokenOut, summary="trade a name and password for a token")
-async def login(conn: Conn, body: LoginBody) -> dict[str, Any]:
+@router.post(
+    "/login",
+    response_model=TokenOut,
+    summary="trade a name and password for a token",
+    responses={429: {"model": Error, "description": "too many failed sign-ins; Retry-After"}},
+)
+async def login(request: Request, conn: Conn, body: LoginBody) -> dict[str, Any]:
+    throttle: LoginThrottle = request.app.state.login_throttle
+    address = request.client.host if request.client else ""
+    try:
+        throttle.check(body.name, address)
+    except TooManyAttempts as exc:
+        raise HTTPException(429, str(exc), headers={"Retry-After": f"{exc.wait_s:.0f}"}) from None
     async with conn.transaction():
         user = await users.check_login(conn, body.name, body.password)
         if user is None:
+            throttle.failed(body.name, address)
             raise HTTPException(
                 401, "wrong user name or password", headers={"WWW-Authenticate": "Bearer"}
             )
