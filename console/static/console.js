@@ -60,6 +60,7 @@
 
   async function act(element, body) {
     const [method, path] = element.dataset.api.split(" ");
+    sentForm = element.closest("form");
     const error = element.closest("form") ? $(".form-error", element.closest("form")) : null;
     if (error) error.textContent = "";
     element.setAttribute("aria-busy", "true");
@@ -134,15 +135,40 @@
     if (redrawLater && !typing() && !drafting()) { redrawLater = false; refreshAlarm(); }
   }
   document.addEventListener("focusout", () => { if (redrawLater) setTimeout(redrawIfDue, 500); });
-  // A colleague's redraw that arrives after the operator started a draft waits too.
+  // A colleague's redraw that arrives after the operator started a draft waits too; the
+  // redraw after the operator's own action keeps the drafts of the other forms.
+  let keptDrafts = null;
   document.addEventListener("htmx:beforeSwap", (event) => {
     if (event.detail.target.id !== "alarm") return;
     const own = ownRedraw;
     ownRedraw = false;
     const sameAlarm = event.detail.requestConfig.path === "/ui/alerts/" + openAlarmId();
     const fromStream = sameAlarm && !own && !event.detail.requestConfig.elt.closest("#queue");
-    if (fromStream && (typing() || drafting())) { event.detail.shouldSwap = false; redrawLater = true; }
+    if (fromStream && (typing() || drafting())) { event.detail.shouldSwap = false; redrawLater = true; return; }
+    if (sameAlarm) keptDrafts = drafts();
   });
+  document.addEventListener("htmx:afterSwap", (event) => {
+    if (event.detail.target.id !== "alarm" || !keptDrafts) return;
+    for (const [id, value] of Object.entries(keptDrafts)) {
+      const field = document.getElementById(id);
+      if (field) field.value = value;
+    }
+    keptDrafts = null;
+  });
+
+  function drafts() {
+    // What the operator typed and has not sent (the form just sent is not a draft).
+    const kept = {};
+    for (const field of $$("#alarm input[id], #alarm textarea[id], #alarm select[id]")) {
+      if (field.closest("form") === sentForm) continue;
+      const changed = field.tagName === "SELECT"
+        ? Array.from(field.options).some((o) => o.selected !== o.defaultSelected)
+        : field.value !== field.defaultValue;
+      if (changed) kept[field.id] = field.value;
+    }
+    return kept;
+  }
+  let sentForm = null;
 
   const seen = new Set(JSON.parse(sessionStorage.getItem("cw-seen") || "[]"));
   function markSeen(id) {

@@ -137,7 +137,6 @@ async def test_chinese_console_shows_contacts_records_a_call_and_resolves(
     history = page.locator("#alarm .history")
     await expect(history).to_contain_text("王丽 (13900000002): answered")
 
-    await page.locator("#alarm details").filter(has_text="结案").locator("summary").click()
     await page.select_option(f"#resolution-{alert_id}", "false_alarm")
     await page.fill(f"#resolve-note-{alert_id}", "老人误按")
     await page.locator("#alarm form[data-api$='/resolve'] button[type=submit]").click()
@@ -237,7 +236,6 @@ async def test_a_visit_is_dispatched_accepted_reported_and_followed_up(
     context, page = await sign_in(browser, console, name, password)
     await page.goto(f"{console.url}/alerts/{alert['alert_id']}")
     view = page.locator("#alarm .alarm-view")
-    await view.locator(".work-orders summary").click()
     await page.fill(f"#assignee-{alert['alert_id']}", "Community grid worker Wang Fang")
     await page.fill(f"#due-{alert['alert_id']}", "30")
     await view.get_by_role("button", name="Dispatch", exact=True).click()
@@ -294,7 +292,6 @@ async def test_a_colleagues_change_does_not_wipe_a_draft(
     await page.goto(f"{console.url}/alerts/{alert_id}")
     await expect(page.locator("#live")).to_have_attribute("data-state", "live")
     view = page.locator("#alarm .alarm-view")
-    await view.locator("details").filter(has_text="Add a note").locator("summary").click()
     await page.fill(f"#note-{alert_id}", "Daughter on her way")
 
     colleague, other_password = await console.user("operator", area)
@@ -328,4 +325,42 @@ async def test_an_sos_sounds_on_every_page_not_only_the_queue(
     await pipeline.wait_alert(device, "sos")
     await page.wait_for_function("window.cwSound.plays.critical > 0", timeout=5000)
     await expect(page.locator("#sound")).to_have_attribute("data-state", "critical")
+    await context.close()
+
+
+async def test_an_operator_finds_everything_by_its_label(
+    pipeline: Pipeline, console: Console, browser: Browser
+) -> None:
+    """As a script that knows only what the screen says (labels, roles, names) would."""
+    area, device = await _resident_with_device(pipeline, "Feng Yu")
+    name, password = await console.user("operator", area)
+    context = await browser.new_context(locale="en-US")
+    page = await context.new_page()
+    await page.goto(f"{console.url}/")
+    await page.get_by_label("User name").fill(name)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("heading", name="Alarm queue")).to_be_visible()
+    await expect(page.get_by_text("Live", exact=True)).to_be_visible()
+
+    await pipeline.publish(device, {"kind": "sos", "msg_id": "by-label"})
+    row = page.get_by_role("row").filter(has_text="Feng Yu")
+    await row.get_by_role("link", name="SOS").click()
+    alarm = page.get_by_role("article")
+    await alarm.get_by_role("button", name="Acknowledge").click()
+    await expect(alarm.get_by_text("Taken", exact=True)).to_be_visible()
+    await (
+        alarm.get_by_role("group", name="Record the call to 王丽")
+        .get_by_role("button", name="No answer")
+        .click()
+    )
+    await alarm.get_by_label("Note", exact=True).fill("Tried the daughter, no answer")
+    await alarm.get_by_role("button", name="Add note").click()
+    await alarm.get_by_label("Resolution").select_option(label="Helped at home")
+    await alarm.get_by_label("What happened").fill("Neighbour helped her up")
+    await alarm.get_by_role("button", name="Resolve", exact=True).click()
+    await expect(alarm.get_by_text("Resolved", exact=True).first).to_be_visible()
+    history = alarm.get_by_role("list").filter(has_text="Opened")
+    for text in ("no_answer", "Tried the daughter", "Neighbour helped her up"):
+        await expect(history).to_contain_text(text)
     await context.close()
