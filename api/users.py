@@ -19,7 +19,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import asyncpg
 
 from api.areas import covers, normalize_area
-from api.credentials import hash_password, new_password, new_token, token_digest, verify_password
+from api.credentials import (
+    TOKEN_PREFIX,
+    hash_password,
+    new_password,
+    new_token,
+    token_digest,
+    verify_password,
+)
 from api.errors import BadUser, UserExists, UserNotFound
 
 __all__ = [
@@ -263,6 +270,9 @@ async def revoke_tokens(conn: asyncpg.Connection, name: str) -> int:
 
 
 async def user_for_token(conn: asyncpg.Connection, token: str) -> User | None:
-    """The enabled user a valid (not revoked) token belongs to, else None."""
+    """The enabled user a valid (not revoked, not expired) token belongs to, else None.
+    Anything not shaped like our tokens is refused without asking the database."""
+    if not (token.startswith(TOKEN_PREFIX) and len(token) <= 100 and token.isascii()):
+        return None
     row = await conn.fetchrow(_BY_TOKEN, token_digest(token))
     return User(**dict(row)) if row is not None else None

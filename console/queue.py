@@ -13,13 +13,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse
 
-from alerts import event_store, store, views
+from alerts import store, views
 from api.deps import Conn
 from api.routes import alerts as alert_routes
-from api.routes import contacts as contact_routes
 from api.routes import residents as resident_routes
 from api.routes import users as user_routes
-from api.routes import zones as zone_routes
+from console.fleet import resident_context
 from console.geo import TileSource
 from console.maps import alarm_map, tiles_of
 from console.web import Page, Viewer, render
@@ -97,6 +96,7 @@ async def alarm_context(
         "alert": alert,
         "resident": None,
         "contacts": [],
+        "devices": [],
         "zones": [],
         "positions": [],
         "vitals": {},
@@ -105,42 +105,18 @@ async def alarm_context(
         "now_year": datetime.now(UTC).year,
         "map": None,
         "resolutions": store.RESOLUTION_CODES,
-        "call_outcomes": store.CALL_OUTCOMES,
     }
     if user.has_role("supervisor"):
         listed = await user_routes.list_users(conn, user)
         context["colleagues"] = [u["name"] for u in listed["items"] if not u["disabled"]]
     resident_id = alert["resident_id"]
-    if resident_id is None:
-        context["map"] = alarm_map(context, tiles)
-        return context
-    resident = await resident_routes.get_resident(conn, user, resident_id)
-    readings = await event_store.latest_readings(
-        conn, [d["device_id"] for d in resident["devices"]]
-    )
-    for device in resident["devices"]:
-        device["worn"] = readings.get(device["device_id"], {}).get("worn")
-    context["resident"] = resident
-    context["contacts"] = await _ladder_order(conn, viewer, resident_id)
-    context["zones"] = (await zone_routes.get_zones(conn, user, resident_id))["items"]
-    since = datetime.now(UTC) - timedelta(hours=24)
-    where = await resident_routes.positions(conn, user, resident_id, since, None, 50)
-    context["positions"] = where["items"]
-    vitals = await resident_routes.vitals(conn, user, resident_id, since, None, 24)
-    context["vitals"] = _latest_vitals(vitals["series"])
-    recent = await resident_routes.timeline(conn, user, resident_id, None, None, _TIMELINE, None)
-    context["timeline"] = recent["items"]
+    if resident_id is not None:
+        context.update(await resident_context(conn, viewer, resident_id))
+        since = datetime.now(UTC) - timedelta(hours=24)
+        vitals = await resident_routes.vitals(conn, user, resident_id, since, None, 24)
+        context["vitals"] = _latest_vitals(vitals["series"])
     context["map"] = alarm_map(context, tiles)
     return context
-
-
-async def _ladder_order(conn: Conn, viewer: Viewer, resident_id: int) -> list[dict[str, Any]]:
-    """The resident's contacts in the order of the ladder (its steps, then the others)."""
-    found = await contact_routes.resident_contacts(conn, viewer.user, resident_id)
-    ladder = await contact_routes.get_escalation(conn, viewer.user, resident_id)
-    order = {cid: i for i, step in enumerate(ladder["steps"]) for cid in step["contacts"]}
-    items: list[dict[str, Any]] = found["items"]
-    return sorted(items, key=lambda c: (order.get(c["contact_id"], len(order)), c["name"]))
 
 
 def _latest_vitals(series: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
