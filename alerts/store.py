@@ -1,6 +1,7 @@
 """Alerts in PostgreSQL: rule decisions and operator actions applied, and read back.
 
-Lifecycle: open -> acknowledged -> resolved, or open -> resolved. A resolved alert is
+Lifecycle: open -> acknowledged -> resolved, or open -> resolved; an acknowledgement
+that times out unresolved re-opens the alert (the notifier's `reopen`). A resolved alert is
 final: a later alarm of the same subject and kind opens a new alert.
 
 Subject: one unresolved alert per subject and kind. For the alarms (`PER_RESIDENT`) the
@@ -56,6 +57,7 @@ __all__ = [
     "list_alerts",
     "lock_alert",
     "record_change",
+    "reopen",
     "resolve",
     "sos_opened_at",
     "unalerted_alarms",
@@ -144,6 +146,13 @@ VALUES ($1, $2, $3, $4, $5, $6)
 """
 
 _LOCK = f"SELECT {_FULL} FROM alerts WHERE alert_id = $1 FOR UPDATE"
+
+_REOPEN = f"""
+UPDATE alerts SET status = 'open', acknowledged_at = NULL, acknowledged_by = NULL,
+    updated_at = now()
+WHERE alert_id = $1
+RETURNING {_FULL}
+"""
 
 _ACKNOWLEDGE = f"""
 UPDATE alerts SET status = 'acknowledged', acknowledged_at = now(), acknowledged_by = $2,
@@ -284,6 +293,21 @@ async def resolve(
             raise AlertStateError(f"alert {alert_id} is already resolved: {_resolved(alert)}")
         row = dict(await conn.fetchrow(_RESOLVE, alert_id, by, note, code))
         await record_change(conn, row, "resolved", by, note)
+    return row
+
+
+async def reopen(
+    conn: asyncpg.Connection, alert_id: int, *, by: str, note: str
+) -> dict[str, Any] | None:
+    """An acknowledged alert is open again (its acknowledgement timed out without a
+    resolution: the notifier escalates it anew). Any other status: nothing changes and
+    None is returned."""
+    async with conn.transaction():
+        alert = await lock_alert(conn, alert_id)
+        if alert["status"] != "acknowledged":
+            return None
+        row = dict(await conn.fetchrow(_REOPEN, alert_id))
+        await record_change(conn, row, "reopened", by, note)
     return row
 
 

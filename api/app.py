@@ -35,10 +35,12 @@ from api.models import Error
 from api.routes import (
     API_PREFIX,
     alerts,
+    answers,
     audit,
     contacts,
     devices,
     residents,
+    schedules,
     stats,
     stream,
     users,
@@ -46,6 +48,7 @@ from api.routes import (
     zones,
 )
 from api.throttle import LoginThrottle
+from notifier.links import Links
 
 __all__ = ["API_PREFIX", "create_app"]
 
@@ -92,11 +95,15 @@ def create_app(
     max_body_bytes: int = _MAX_BODY,
     centre_tz: str = "Asia/Shanghai",
     shift_starts: str = "08:00,16:00,00:00",
+    links: Links | None = None,
+    gateway_secret: str = "",
 ) -> FastAPI:
     """The application, reading and writing through `pool`; `/stream` sends what `feed`
     reads (both started and stopped by the caller; without a feed `/stream` is 503).
     `centre_tz` and `shift_starts` are the centre's clock and shifts (Settings'), for the
-    acknowledgement statistics; ValueError when they are not."""
+    acknowledgement statistics; ValueError when they are not. `links` checks the
+    notifier's ack links (None: they answer 404); `gateway_secret` the SMS and voice
+    gateways' callbacks ('' : 503)."""
     app = FastAPI(
         title="carewatch monitoring-centre API",
         version="1",
@@ -117,11 +124,16 @@ def create_app(
     app.state.feed = feed
     app.state.centre_tz = ZoneInfo(centre_tz)
     app.state.shift_starts = parse_shift_starts(shift_starts)
+    app.state.links = links
+    app.state.gateway_secret = gateway_secret
     _serve_docs(app)
     for module in (
         users, alerts, work_orders, residents, contacts, devices, zones, stream, audit, stats,
+        schedules,
     ):  # fmt: skip
         app.include_router(module.router)
+    app.include_router(answers.links)
+    app.include_router(answers.gateways)
     for error, status in _STATUS:
         app.add_exception_handler(error, _answer(status))
     app.add_exception_handler(RequestValidationError, _invalid)

@@ -209,6 +209,31 @@ class AlertPage(BaseModel):
     next: str | None = Field(description="the cursor of the next page; null on the last")
 
 
+class NotificationOut(BaseModel):
+    """One notification of an alert (docs/notifications.md): `status` is pending, delivered
+    (handed over: not yet an answer), calling (a voice call under way), accepted, declined,
+    no_answer, failed (after retries), or cancelled (someone accepted first)."""
+
+    notification_id: str
+    purpose: Literal["alert", "resolved", "supervisor"]
+    cycle: int
+    round: int
+    step: int
+    contact_id: int | None
+    contact_name: str
+    channel: str
+    address: str
+    status: Literal[
+        "pending", "delivered", "calling", "accepted", "declined", "no_answer", "failed",
+        "cancelled",
+    ]  # fmt: skip
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+    answered_at: datetime | None
+
+
 class AlertDetail(AlertItem):
     acknowledged_at: datetime | None
     acknowledged_by: str | None
@@ -222,6 +247,9 @@ class AlertDetail(AlertItem):
     notes: list[NoteOut]
     calls: list[CallOut]
     work_orders: list[WorkOrderOut] = Field(description="visits dispatched, oldest first")
+    notifications: list[NotificationOut] = Field(
+        [], description="who was told, on which channel, when, and what came of it"
+    )
 
 
 class Preferences(BaseModel):

@@ -6,7 +6,7 @@ characters). Channel secrets come in and never go out: answers say `has_secret`.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, time
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -196,7 +196,7 @@ class ChannelIn(_Body):
     type: ChannelType
     address: Address = Field(
         description="sms/voice: a phone number; email: an address; webhook: an http(s) URL; "
-        "wecom/dingtalk/feishu: the bot's webhook URL or the user's id there"
+        "wecom/dingtalk/feishu: the group bot's webhook URL (or its apprise URL)"
     )
     secret: Secret | None = Field(
         None, description="webhook: the HMAC key (required); others: what the channel needs. "
@@ -215,9 +215,29 @@ class ChannelIn(_Body):
         return self
 
 
+class QuietHours(_Body):
+    """Local times (the contact's `time_zone`) when only critical alerts may wake them;
+    start after end spans midnight (22:00 to 07:00)."""
+
+    start: time
+    end: time
+
+    @model_validator(mode="after")
+    def _two_times(self) -> QuietHours:
+        if self.start.tzinfo or self.end.tzinfo:
+            raise ValueError("local times without an offset, e.g. 22:00")
+        if self.start == self.end:
+            raise ValueError("start and end must differ")
+        return self
+
+
 class _ContactFields(_Body):
     relationship: Relationship | None = None
     language: Language = Field("zh-CN", description="what notifications are written in")
+    time_zone: Timezone = Field("Asia/Shanghai", description="where the contact lives (IANA)")
+    quiet_hours: QuietHours | None = Field(
+        None, description="when non-critical notifications wait (null: any time)"
+    )
     phones: list[Phone] = Field([], max_length=5)
     area: AreaPath | None = Field(None, description="yours when left out; within yours")
     notes: Note | None = None
@@ -235,11 +255,12 @@ class ContactPatch(_ContactFields):
 
     name: Short | None = None
     language: Language | None = None  # type: ignore[assignment]
+    time_zone: Timezone | None = None  # type: ignore[assignment]
     channels: list[ChannelIn] | None = Field(None, max_length=10)  # type: ignore[assignment]
 
     @model_validator(mode="after")
     def _no_null_required(self) -> ContactPatch:
-        for name in ("name", "relationship", "language", "area", "phones", "channels"):
+        for name in ("name", "relationship", "language", "area", "phones", "channels", "time_zone"):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
         return self
@@ -256,6 +277,19 @@ class ContactPublic(BaseModel):
     name: str
     relationship: Relationship
     language: str
+    time_zone: str
+    quiet_hours: QuietHours | None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _quiet_hours(cls, data: Any) -> Any:
+        # Stored as two columns (devices/contacts.py); answered as one object.
+        if isinstance(data, dict) and "quiet_hours" not in data:
+            start, end = data.get("quiet_from"), data.get("quiet_to")
+            quiet = {"start": start, "end": end} if start and end else None
+            return {**data, "quiet_hours": quiet}
+        return data
+
     phones: list[str]
     area: str
     notes: str | None
@@ -279,13 +313,24 @@ class ResidentContactPage(BaseModel):
 
 
 class Step(_Body):
-    contacts: list[Id] = Field(min_length=1, max_length=20, description="called at once")
-    wait_s: int = Field(ge=10, le=3600, description="for an acknowledgement before the next")
+    contacts: list[Id] = Field([], max_length=20, description="notified at once")
+    schedules: list[Id] = Field(
+        [], max_length=10, description="whoever is on call in these schedules, notified at once"
+    )
+    wait_s: int = Field(
+        ge=1, le=86400, description="for an acceptance before the next step (seconds)"
+    )
+
+    @model_validator(mode="after")
+    def _someone(self) -> Step:
+        if not self.contacts and not self.schedules:
+            raise ValueError("a step needs contacts or schedules")
+        return self
 
 
 class Escalation(_Body):
     steps: list[Step] = Field(min_length=1, max_length=20)
-    repeat: int = Field(ge=0, le=10, description="how many more times the ladder runs")
+    repeat: int = Field(ge=0, le=20, description="how many more times the ladder runs (0: once)")
 
 
 class EscalationOut(BaseModel):
@@ -293,6 +338,31 @@ class EscalationOut(BaseModel):
     steps: list[Step]
     repeat: int
     updated_at: datetime | None = Field(description="null: no ladder set")
+
+
+class DefaultStep(Step):
+    resident_contacts: bool = Field(False, description="also every contact of the alert's resident")
+
+    @model_validator(mode="after")
+    def _someone(self) -> DefaultStep:
+        if not (self.contacts or self.schedules or self.resident_contacts):
+            raise ValueError("a step needs contacts, schedules or resident_contacts")
+        return self
+
+
+class DefaultEscalation(_Body):
+    """The policy of alerts whose resident has no ladder (or that have no resident)."""
+
+    steps: list[DefaultStep] = Field(max_length=20, description="[]: notify nobody")
+    repeat: int = Field(ge=0, le=20)
+
+
+class DefaultEscalationOut(BaseModel):
+    severity: Literal["critical", "warning", "info"]
+    steps: list[DefaultStep]
+    repeat: int
+    source: Literal["set", "built-in"]
+    updated_at: datetime | None
 
 
 class TimelineItem(BaseModel):

@@ -68,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
         ("telemetry", "telemetry worker: events -> PostgreSQL"),
         ("watch-gateway", "TCP gateway for 3G/4G watches -> MQTT (port CAREWATCH_GATEWAY_PORT)"),
         ("api", "the monitoring-centre HTTP API (CAREWATCH_API_HOST, CAREWATCH_API_PORT)"),
+        ("notifier", "notifier: escalation chains, channels, ack links (reads alerts.v1)"),
     ):
         service = sub.add_parser(name, help=helptext)
         service.set_defaults(run=_service(name))

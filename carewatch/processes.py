@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import orjson
 
 from alerts.alarm_lane import AlarmLane
 from alerts.event_store import prepare_staging
@@ -32,12 +33,17 @@ from devices.events import Event, event_from_json
 from ingest import gateway_metrics  # noqa: F401 - registers the gateway's metrics
 from ingest.pipeline import Ingest
 from ingest.watch_gateway import WatchGateway
+from notifier.channels import build_channels
+from notifier.clock import Clock, SystemClock
+from notifier.delivery import Delivery
+from notifier.escalation import Escalation
+from notifier.links import Links, base_url, link_key
 from plumbing.component import Component
 from plumbing.consumer import BatchConsumer
 from plumbing.db import TRANSIENT, connect_pool
 from plumbing.dead_letters import DeadLetters
 from plumbing.http import HealthServer
-from plumbing.kafka import ALARMS_TOPIC, EVENTS_TOPIC
+from plumbing.kafka import ALARMS_TOPIC, ALERTS_TOPIC, EVENTS_TOPIC
 from plumbing.mqtt import MqttClient
 from plumbing.service import Running
 from plumbing.settings import Settings
@@ -45,13 +51,16 @@ from plumbing.ticker import Ticker
 
 __all__ = [
     "BUILDERS",
+    "NotifierParts",
     "RulesParts",
     "TelemetryParts",
     "build_api",
     "build_ingest",
+    "build_notifier",
     "build_rules",
     "build_telemetry",
     "build_watch_gateway",
+    "notifier_parts",
     "rules_parts",
     "telemetry_parts",
 ]
@@ -293,9 +302,13 @@ async def build_api(settings: Settings, stack: AsyncExitStack) -> Running:
     stack.push_async_callback(pool.close)
 
     feed = AlertFeed(database_url=settings.require_database_url(), pool=pool)
-    app = create_app(
-        pool=pool, feed=feed, centre_tz=settings.centre_tz, shift_starts=settings.shift_starts
+    links = Links(
+        key=link_key(settings), base_url=base_url(settings), ttl_s=settings.ack_link_ttl_s
     )
+    app = create_app(
+        pool=pool, feed=feed, centre_tz=settings.centre_tz, shift_starts=settings.shift_starts,
+        links=links, gateway_secret=settings.gateway_secret,
+    )  # fmt: skip
     install_console(app, ConsoleConfig(centre_tz=settings.centre_tz, map_tiles=settings.map_tiles))
     # Device changes reach the broker's accounts through the admin account this process
     # finds (CAREWATCH_MQTT_ADMIN_URL, or the one `up` records in stack.json), over one
@@ -321,6 +334,63 @@ async def build_api(settings: Settings, stack: AsyncExitStack) -> Running:
     return Running(health=health, watch=[server.done, feed.done])
 
 
+@dataclass
+class NotifierParts:
+    """The components of the notifier process, in the order they start: delivery first,
+    so what the chains decide has a sender; the consumer and the clock after it."""
+
+    delivery: Delivery
+    escalation: Escalation
+    consumer: BatchConsumer[dict[str, Any]]
+    ticker: Ticker
+
+    def components(self) -> list[Component]:
+        return [self.delivery, self.consumer, self.ticker]
+
+    def health(self) -> dict[str, Any]:
+        return _health(self.consumer, delivery=self.delivery, ticker=self.ticker)
+
+
+def notifier_parts(
+    settings: Settings, pool: asyncpg.Pool, *, clock: Clock | None = None
+) -> NotifierParts:
+    """The notifier as `carewatch notifier` runs it (the tests build theirs here, with a
+    clock of their own)."""
+    clock = clock or SystemClock()
+    delivery = Delivery(
+        pool=pool, channels=build_channels(settings), clock=clock,
+        attempts=settings.notify_attempts,
+    )  # fmt: skip
+    links = Links(
+        key=link_key(settings), base_url=base_url(settings), ttl_s=settings.ack_link_ttl_s
+    )
+    escalation = Escalation(
+        pool=pool, clock=clock, links=links, ack_timeout_s=settings.ack_timeout_s,
+        operator_target_s=settings.operator_ack_target_s, wake=delivery.wake,
+    )  # fmt: skip
+    consumer = BatchConsumer(
+        name="notifier",
+        bootstrap=settings.require_kafka_bootstrap(),
+        group_id=settings.notifier_group,
+        topic=ALERTS_TOPIC,
+        decode=orjson.loads,
+        handler=escalation.handle,
+        urgent=True,
+        stall_after_s=settings.worker_stall_after_s,
+    )
+    ticker = Ticker(name="escalation", tick=escalation.tick, interval=1.0, transient=TRANSIENT)
+    return NotifierParts(delivery, escalation, consumer, ticker)
+
+
+async def build_notifier(settings: Settings, stack: AsyncExitStack) -> Running:
+    pool = await connect_pool(settings.require_database_url())
+    stack.push_async_callback(pool.close)
+    parts = notifier_parts(settings, pool)
+    for component in parts.components():
+        await stack.enter_async_context(component)
+    return Running(health=parts.health, watch=[c.done for c in parts.components()])
+
+
 # What `carewatch NAME` runs, by the name of its subcommand.
 BUILDERS: dict[str, Callable[[Settings, AsyncExitStack], Awaitable[Running]]] = {
     "ingest": build_ingest,
@@ -328,4 +398,5 @@ BUILDERS: dict[str, Callable[[Settings, AsyncExitStack], Awaitable[Running]]] = 
     "telemetry": build_telemetry,
     "watch-gateway": build_watch_gateway,
     "api": build_api,
+    "notifier": build_notifier,
 }

@@ -124,10 +124,13 @@ async def start_all(exits: AsyncExitStack, settings: Settings, *, gateway_port: 
 
 async def start_api(exits: AsyncExitStack, settings: Settings, started: Services) -> str:
     """Start the API and console as a child, after the pipeline (so an alert the API
-    shows is one the workers can change too); records and returns its URL."""
+    shows is one the workers can change too), then the notifier; records and returns
+    the API's URL."""
     env = started.env
     env["CAREWATCH_API_PORT"] = str(await _port_for("the API", settings.api_port))
     started.children["api"] = await _start_service(exits, "api", env, started.logs)
+    # The notifier writes the API's address into its ack links, so it starts after it.
+    started.children["notifier"] = await _start_service(exits, "notifier", env, started.logs)
     api_url = f"http://{_loopback(settings.api_host)}:{env['CAREWATCH_API_PORT']}/"
     started.stack.record(api_url=api_url)
     return api_url

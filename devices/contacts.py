@@ -2,7 +2,8 @@
 ladder in PostgreSQL.
 
 This module owns the `contacts`, `contact_channels`, `resident_contacts`, `escalations`,
-`escalation_steps` and `escalation_step_contacts` tables (migration 0010). A channel's
+`escalation_steps`, `escalation_step_contacts` and `escalation_step_schedules` tables
+(migrations 0010, 0015). A channel's
 secret (a webhook's HMAC key) is kept in clear because the notifier must use it; every read
 here answers `has_secret` instead, and only `channel_secrets` returns it, for the notifier.
 The ladder is the order the notifier calls people in: each step's contacts at once, then
@@ -15,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
+import orjson
 
 from devices.residents import like_pattern
 
@@ -27,21 +29,29 @@ __all__ = [
     "create_contact",
     "delete_contact",
     "get_contact",
+    "get_default",
     "get_ladder",
     "keep_secrets",
     "ladders_naming",
     "link",
     "list_contacts",
+    "set_default",
     "set_ladder",
     "unlink",
     "update_contact",
     "visible",
 ]
 
-CONTACT_COLUMNS = ("name", "relationship", "language", "phones", "area", "notes")
+CONTACT_COLUMNS = (
+    "name", "relationship", "language", "phones", "area", "notes", "time_zone", "quiet_from",
+    "quiet_to",
+)  # fmt: skip
 _SELECT = f"contact_id, {', '.join(CONTACT_COLUMNS)}, created_at, updated_at"
 # (min, max) of a ladder's step count, a step's contacts, wait_s and repeat.
-LADDER_LIMITS = {"steps": (1, 20), "contacts": (1, 20), "wait_s": (10, 3600), "repeat": (0, 10)}
+LADDER_LIMITS = {
+    "steps": (1, 20), "contacts": (0, 20), "schedules": (0, 10), "wait_s": (1, 86400),
+    "repeat": (0, 20),
+}  # fmt: skip
 _IN_SCOPE = "($1 = '' OR c.area = $1 OR starts_with(c.area, $1 || '/'))"
 _CHANNELS = (
     "SELECT contact_id, type, address, secret IS NOT NULL AS has_secret FROM contact_channels"
@@ -186,19 +196,26 @@ async def contacts_of_resident(conn: asyncpg.Connection, resident_id: int) -> li
 
 
 async def get_ladder(conn: asyncpg.Connection, resident_id: int) -> dict[str, Any]:
-    """`{"steps": [{"contacts", "wait_s"}], "repeat", "updated_at"}`; no steps when unset."""
+    """`{"steps": [{"contacts", "schedules", "wait_s"}], "repeat", "updated_at"}`; no steps
+    when unset."""
     head = await conn.fetchrow(
         "SELECT repeat, updated_at FROM escalations WHERE resident_id = $1", resident_id
     )
-    rows = await conn.fetch(
-        "SELECT s.step, s.wait_s, array_agg(c.contact_id ORDER BY c.position) AS contacts"
-        " FROM escalation_steps s JOIN escalation_step_contacts c USING (resident_id, step)"
-        " WHERE s.resident_id = $1 GROUP BY s.step, s.wait_s ORDER BY s.step",
-        resident_id,
-    )
-    steps = [{"contacts": list(r["contacts"]), "wait_s": r["wait_s"]} for r in rows]
     if head is None:
         return {"steps": [], "repeat": 0, "updated_at": None}
+    rows = await conn.fetch(
+        "SELECT s.step, s.wait_s,"
+        " ARRAY(SELECT contact_id FROM escalation_step_contacts c WHERE c.resident_id ="
+        "  s.resident_id AND c.step = s.step ORDER BY c.position) AS contacts,"
+        " ARRAY(SELECT schedule_id FROM escalation_step_schedules c WHERE c.resident_id ="
+        "  s.resident_id AND c.step = s.step ORDER BY c.position) AS schedules"
+        " FROM escalation_steps s WHERE s.resident_id = $1 ORDER BY s.step",
+        resident_id,
+    )
+    steps = [
+        {"contacts": list(r["contacts"]), "schedules": list(r["schedules"]), "wait_s": r["wait_s"]}
+        for r in rows
+    ]
     return {"steps": steps, "repeat": head["repeat"], "updated_at": head["updated_at"]}
 
 
@@ -215,14 +232,37 @@ async def set_ladder(
         "INSERT INTO escalation_steps (resident_id, step, wait_s) VALUES ($1, $2, $3)",
         [(resident_id, i, step["wait_s"]) for i, step in enumerate(steps)],
     )
-    await conn.executemany(
-        "INSERT INTO escalation_step_contacts (resident_id, step, position, contact_id)"
-        " VALUES ($1, $2, $3, $4)",
-        [(resident_id, i, pos, contact)
-         for i, step in enumerate(steps) for pos, contact in enumerate(step["contacts"])],
-    )  # fmt: skip
+    for table, key in (("contacts", "contact_id"), ("schedules", "schedule_id")):
+        await conn.executemany(
+            f"INSERT INTO escalation_step_{table} (resident_id, step, position, {key})"
+            " VALUES ($1, $2, $3, $4)",
+            [(resident_id, i, pos, target)
+             for i, step in enumerate(steps) for pos, target in enumerate(step.get(table, []))],
+        )  # fmt: skip
     await link(conn, resident_id, sorted({c for step in steps for c in step["contacts"]}))
     return await get_ladder(conn, resident_id)
+
+
+async def get_default(conn: asyncpg.Connection, severity: str) -> dict[str, Any] | None:
+    """The default policy of a severity (`{"steps", "repeat", "updated_at"}`), or None."""
+    row = await conn.fetchrow(
+        "SELECT steps, repeat, updated_at FROM escalation_defaults WHERE severity = $1",
+        severity,
+    )
+    if row is None:
+        return None
+    return {"steps": orjson.loads(row["steps"]), "repeat": row["repeat"],
+            "updated_at": row["updated_at"]}  # fmt: skip
+
+
+async def set_default(
+    conn: asyncpg.Connection, severity: str, steps: Sequence[Mapping[str, Any]], repeat: int
+) -> None:
+    await conn.execute(
+        "INSERT INTO escalation_defaults (severity, steps, repeat) VALUES ($1, $2, $3)"
+        " ON CONFLICT (severity) DO UPDATE SET steps = $2, repeat = $3, updated_at = now()",
+        severity, orjson.dumps(list(steps)).decode(), repeat,
+    )  # fmt: skip
 
 
 async def channel_secrets(conn: asyncpg.Connection, contact_id: int) -> list[dict[str, Any]]:
@@ -242,12 +282,15 @@ def check_ladder(steps: Sequence[Mapping[str, Any]], repeat: int) -> list[str]:
     lo, hi = LADDER_LIMITS["steps"]
     problems = [] if lo <= len(steps) <= hi else [f"steps: {lo} to {hi} steps"]
     for i, step in enumerate(steps):
-        contacts = list(step.get("contacts", []))
-        lo, hi = LADDER_LIMITS["contacts"]
-        if not lo <= len(contacts) <= hi:
-            problems.append(f"steps[{i}].contacts: {lo} to {hi} contacts")
-        if len(set(contacts)) != len(contacts):
-            problems.append(f"steps[{i}].contacts: a contact appears twice")
+        for what in ("contacts", "schedules"):
+            targets = list(step.get(what, []))
+            lo, hi = LADDER_LIMITS[what]
+            if not lo <= len(targets) <= hi:
+                problems.append(f"steps[{i}].{what}: {lo} to {hi} {what}")
+            if len(set(targets)) != len(targets):
+                problems.append(f"steps[{i}].{what}: one appears twice")
+        if not step.get("contacts") and not step.get("schedules"):
+            problems.append(f"steps[{i}]: contacts or schedules, at least one")
         lo, hi = LADDER_LIMITS["wait_s"]
         if not lo <= step.get("wait_s", -1) <= hi:
             problems.append(f"steps[{i}].wait_s: {lo} to {hi} seconds")

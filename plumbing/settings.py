@@ -95,6 +95,41 @@ class Settings(BaseSettings):
         "08:00,16:00,00:00",
         description="local times the centre's shifts start at, HH:MM comma-separated",
     )
+    # The notifier (notifier/, docs/notifications.md).
+    notifier_group: str = "carewatch-notifier"
+    public_url: str = Field(
+        "",
+        description="the API's address as people outside reach it (ack links); "
+        "'' = http://API_HOST:API_PORT",
+    )
+    link_secret: str = Field(
+        "",
+        description="HMAC key of ack links, shared by the notifier and the API; "
+        "'' = one generated in DATA_DIR/link.key",
+    )
+    ack_link_ttl_s: float = Field(86400.0, gt=0, description="how long an ack link works")
+    ack_timeout_s: float = Field(
+        1800.0, gt=0, description="an acknowledged alert not resolved this long re-opens"
+    )
+    operator_ack_target_s: float = Field(
+        60.0, gt=0, description="an alert no operator took this long notifies the supervisor"
+    )
+    notify_attempts: int = Field(
+        4, ge=1, le=20, description="tries per notification before it counts as failed"
+    )
+    smtp_url: str = Field(
+        "", description="smtp://[user:pass@]host:port (smtps:// for TLS); '' = no e-mail"
+    )
+    smtp_from: str = Field("carewatch@localhost", description="the sender of e-mails")
+    sms_gateway: str = Field(
+        "", description="the SMS gateway's request template (JSON, docs/notifications.md)"
+    )
+    voice_gateway: str = Field(
+        "", description="the voice gateway's request template (JSON, docs/notifications.md)"
+    )
+    gateway_secret: str = Field(
+        "", description="HMAC key the SMS and voice gateways sign their callbacks with"
+    )
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(0, ge=0, le=65535, description="0 = any free port (logged)")
     log_level: str = "INFO"

@@ -25,7 +25,18 @@ if os.environ.get("CI"):
 # leak. Tasks get a moment to finish (a component's last callbacks), then the test fails.
 _LEAK_GRACE_S = 2.0
 _REPO = Path(__file__).resolve().parents[1]
-_PACKAGES = {"plumbing", "devices", "ingest", "alerts", "simulators", "api", "carewatch", "tests"}
+_PACKAGES = {
+    "plumbing",
+    "devices",
+    "ingest",
+    "alerts",
+    "simulators",
+    "notifier",
+    "api",
+    "console",
+    "carewatch",
+    "tests",
+}
 # The integration tests' shared pipeline (tests/integration/conftest.py) opens a device's
 # connection the first time a test publishes for it and keeps it for the session, and may
 # restart its rules process: tasks it starts during a test belong to the session.

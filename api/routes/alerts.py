@@ -35,6 +35,7 @@ from api.models import (
 )
 from api.routes import API_PREFIX
 from api.users import User
+from notifier import store as notifications
 
 __all__ = ["router"]
 
@@ -78,7 +79,7 @@ async def list_alerts(
 @router.get("/{alert_id}", response_model=AlertDetail, summary="one alert with its history")
 async def get_alert(conn: Conn, user: CurrentUser, alert_id: AlertId) -> dict[str, Any]:
     forbid_outside(user, await views.area_of(conn, alert_id), f"alert {alert_id}")
-    return await views.alert_view(conn, alert_id)
+    return await _detail(conn, alert_id)
 
 
 @router.post("/{alert_id}/ack", response_model=AlertDetail, summary="take an alert on")
@@ -175,7 +176,13 @@ async def _change(
                 conn, actor=user.name, action=action, target=f"alert:{alert_id}",
                 before=before, after=after,
             )  # fmt: skip
-    return await views.alert_view(conn, alert_id)
+    return await _detail(conn, alert_id)
+
+
+async def _detail(conn: Conn, alert_id: int) -> dict[str, Any]:
+    """The alert as the API answers it: the alert's own view and its notification log."""
+    detail = await views.alert_view(conn, alert_id)
+    return {**detail, "notifications": await notifications.log_of(conn, alert_id)}
 
 
 async def _record(conn: Conn, user: User, alert_id: int, action: str, change: Change) -> Any:

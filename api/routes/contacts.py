@@ -11,20 +11,30 @@ left out) in the same transaction.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import asyncpg
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 
 from api import audit
 from api.cursors import decode_cursor, encode_cursor
-from api.deps import Conn, CurrentUser, Supervisor, area_filter, area_param, forbid_outside
+from api.deps import (
+    Admin,
+    Conn,
+    CurrentUser,
+    Supervisor,
+    area_filter,
+    area_param,
+    forbid_outside,
+)
 from api.models import Error
 from api.people_models import (
     ContactCreate,
     ContactPage,
     ContactPatch,
     ContactPublic,
+    DefaultEscalation,
+    DefaultEscalationOut,
     Escalation,
     EscalationOut,
     Relationship,
@@ -34,6 +44,8 @@ from api.routes import API_PREFIX
 from api.routes.residents import ResidentId, load_resident
 from api.users import User
 from devices import contacts
+from notifier import schedule_store
+from notifier.policy import BUILT_IN
 
 __all__ = ["router"]
 
@@ -43,11 +55,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 router = APIRouter(prefix=API_PREFIX, tags=["contacts"], responses=_ERRORS)
 
 ContactId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+Severity = Literal["critical", "warning", "info"]
 
 
 @router.post("/contacts", response_model=ContactPublic, status_code=201, summary="add a contact")
 async def create_contact(conn: Conn, user: Supervisor, body: ContactCreate) -> dict[str, Any]:
-    fields = body.model_dump(exclude={"channels"})
+    fields = _columns(body.model_dump(exclude={"channels"}))
     fields["area"] = area_param(body.area if body.area is not None else user.area)
     forbid_outside(user, fields["area"], f"area {fields['area']!r}")
     channels = _checked([c.model_dump() for c in body.channels])
@@ -87,7 +100,7 @@ async def get_contact(conn: Conn, user: CurrentUser, contact_id: ContactId) -> d
 async def update_contact(
     conn: Conn, user: Supervisor, contact_id: ContactId, body: ContactPatch
 ) -> dict[str, Any]:
-    fields = body.model_dump(exclude_unset=True, exclude={"channels"})
+    fields = _columns(body.model_dump(exclude_unset=True, exclude={"channels"}))
     if "area" in fields:
         fields["area"] = area_param(fields["area"])
         forbid_outside(user, fields["area"], f"area {fields['area']!r}")
@@ -114,6 +127,12 @@ async def delete_contact(conn: Conn, user: Supervisor, contact_id: ContactId) ->
             raise HTTPException(
                 409, f"contact {contact_id} is on the escalation ladder of resident(s)"
                 f" {', '.join(map(str, on))}: change those first",
+            )  # fmt: skip
+        rota = await schedule_store.schedules_naming(conn, contact_id)
+        if rota:
+            raise HTTPException(
+                409, f"contact {contact_id} is on schedule(s) {', '.join(map(str, rota))}"
+                " (a rotation or an override): change those first",
             )  # fmt: skip
         await _racing(contacts.delete_contact(conn, contact_id))
         await _audit(conn, user, "contact.delete", contact_id, before, None)
@@ -193,14 +212,9 @@ async def set_escalation(
     problems = contacts.check_ladder(steps, body.repeat)  # what the model cannot say
     if problems:
         raise HTTPException(422, "; ".join(problems))
-    wanted = {c for step in steps for c in step["contacts"]}
     async with conn.transaction():
         await load_resident(conn, user, resident_id, lock=True)
-        missing = sorted(wanted - await contacts.visible(conn, user.area, sorted(wanted)))
-        if missing:
-            raise HTTPException(
-                422, f"steps: no contact {', '.join(map(str, missing))} in your area"
-            )
+        await _targets_visible(conn, user, steps)
         before = await contacts.get_ladder(conn, resident_id)
         after = await _racing(contacts.set_ladder(conn, resident_id, steps, body.repeat))
         await audit.record(
@@ -210,12 +224,71 @@ async def set_escalation(
     return {"resident_id": resident_id, **after}
 
 
+@router.get(
+    "/escalation-defaults/{severity}",
+    response_model=DefaultEscalationOut,
+    tags=["escalation"],
+    summary="the policy of alerts whose resident has no ladder",
+)
+async def get_default(conn: Conn, user: CurrentUser, severity: Severity) -> dict[str, Any]:
+    return await _default(conn, severity)
+
+
+@router.put(
+    "/escalation-defaults/{severity}",
+    response_model=DefaultEscalationOut,
+    tags=["escalation"],
+    summary="set the policy of alerts whose resident has no ladder (admins)",
+)
+async def set_default(
+    conn: Conn, user: Admin, severity: Severity, body: DefaultEscalation
+) -> dict[str, Any]:
+    steps = [step.model_dump() for step in body.steps]
+    async with conn.transaction():
+        await _targets_visible(conn, user, steps)
+        before = await _default(conn, severity)
+        await contacts.set_default(conn, severity, steps, body.repeat)
+        after = await _default(conn, severity)
+        await audit.record(
+            conn, actor=user.name, action="escalation.default", target=f"severity:{severity}",
+            before=before, after=after,
+        )  # fmt: skip
+    return after
+
+
+async def _default(conn: Conn, severity: str) -> dict[str, Any]:
+    found = await contacts.get_default(conn, severity)
+    if found is None:
+        return {"severity": severity, **BUILT_IN[severity], "source": "built-in",
+                "updated_at": None}  # fmt: skip
+    return {"severity": severity, **found, "source": "set"}
+
+
+async def _targets_visible(conn: Conn, user: User, steps: list[dict[str, Any]]) -> None:
+    """422 naming the contacts or schedules of `steps` the user cannot see."""
+    for what, visible in (("contact", contacts.visible), ("schedule", schedule_store.visible)):
+        wanted = sorted({t for step in steps for t in step.get(f"{what}s", [])})
+        missing = sorted(set(wanted) - await visible(conn, user.area, wanted))
+        if missing:
+            raise HTTPException(
+                422, f"steps: no {what} {', '.join(map(str, missing))} in your area"
+            )
+
+
 async def _load(conn: Conn, user: User, contact_id: int, *, lock: bool = False) -> dict[str, Any]:
     contact = await contacts.get_contact(conn, contact_id, lock=lock)
     if contact is None:
         raise HTTPException(404, f"no contact {contact_id}")
     forbid_outside(user, contact["area"], f"contact {contact_id}")
     return contact
+
+
+def _columns(fields: dict[str, Any]) -> dict[str, Any]:
+    """The body's fields as the store's columns: quiet hours are two."""
+    if "quiet_hours" in fields:
+        quiet = fields.pop("quiet_hours") or {"start": None, "end": None}
+        fields["quiet_from"], fields["quiet_to"] = quiet["start"], quiet["end"]
+    return fields
 
 
 def _checked(channels: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -43,6 +43,13 @@ from plumbing.mqtt import MqttClient, with_login
 from plumbing.settings import Settings
 from tests.integration.browser import Console, chromium, serve_console
 from tests.integration.faults import TcpLink
+from tests.integration.notifier_world import (  # noqa: F401 - the notifier tests' fixtures
+    notifier_pool,
+    notifier_settings,
+    receiver,
+    smtp,
+    world,
+)
 
 T = TypeVar("T")
 

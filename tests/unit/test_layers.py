@@ -21,9 +21,19 @@ ALLOWED: dict[str, set[str]] = {
     "ingest": {"plumbing", "devices"},
     "alerts": {"plumbing", "devices"},
     "simulators": {"plumbing", "devices"},
-    "api": {"plumbing", "devices", "alerts"},
-    "console": {"plumbing", "devices", "alerts", "api"},
-    "carewatch": {"plumbing", "devices", "ingest", "alerts", "simulators", "api", "console"},
+    "notifier": {"plumbing", "devices", "alerts"},
+    "api": {"plumbing", "devices", "alerts", "notifier"},
+    "console": {"plumbing", "devices", "alerts", "notifier", "api"},
+    "carewatch": {
+        "plumbing",
+        "devices",
+        "ingest",
+        "alerts",
+        "simulators",
+        "notifier",
+        "api",
+        "console",
+    },
 }
 
 

@@ -16,7 +16,8 @@ def _step(contacts: list[int], wait_s: int = 60) -> dict[str, Any]:
 
 
 def test_a_good_ladder_has_no_problems() -> None:
-    assert check_ladder([_step([1]), _step([2, 3], 3600), _step([1], 10)], 10) == []
+    assert check_ladder([_step([1]), _step([2, 3], 3600), _step([1], 1)], 20) == []
+    assert check_ladder([{"schedules": [7], "wait_s": 60}], 0) == []
 
 
 @pytest.mark.parametrize(
@@ -24,12 +25,13 @@ def test_a_good_ladder_has_no_problems() -> None:
     [
         ([], 0, "steps: 1 to 20 steps"),
         ([_step([1])] * 21, 0, "steps: 1 to 20 steps"),
-        ([_step([])], 0, "steps[0].contacts: 1 to 20 contacts"),
-        ([_step([1]), _step([2, 2])], 0, "steps[1].contacts: a contact appears twice"),
-        ([_step([1], 9)], 0, "steps[0].wait_s: 10 to 3600 seconds"),
-        ([_step([1], 3601)], 0, "steps[0].wait_s: 10 to 3600 seconds"),
-        ([_step([1])], -1, "repeat: 0 to 10"),
-        ([_step([1])], 11, "repeat: 0 to 10"),
+        ([_step([])], 0, "steps[0]: contacts or schedules, at least one"),
+        ([_step([1]), _step([2, 2])], 0, "steps[1].contacts: one appears twice"),
+        ([_step([1], 0)], 0, "steps[0].wait_s: 1 to 86400 seconds"),
+        ([_step([1], 86401)], 0, "steps[0].wait_s: 1 to 86400 seconds"),
+        ([{**_step([1]), "schedules": [4, 4]}], 0, "steps[0].schedules: one appears twice"),
+        ([_step([1])], -1, "repeat: 0 to 20"),
+        ([_step([1])], 21, "repeat: 0 to 20"),
     ],
 )
 def test_a_bad_ladder_is_named_where_it_is_wrong(
