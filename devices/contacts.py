@@ -28,6 +28,7 @@ __all__ = [
     "contacts_of_resident",
     "create_contact",
     "delete_contact",
+    "delete_ladder",
     "get_contact",
     "get_default",
     "get_ladder",
@@ -241,6 +242,12 @@ async def set_ladder(
         )  # fmt: skip
     await link(conn, resident_id, sorted({c for step in steps for c in step["contacts"]}))
     return await get_ladder(conn, resident_id)
+
+
+async def delete_ladder(conn: asyncpg.Connection, resident_id: int) -> bool:
+    """Remove the resident's ladder (its contacts stay the resident's); whether it had one."""
+    done = await conn.execute("DELETE FROM escalations WHERE resident_id = $1", resident_id)
+    return bool(done != "DELETE 0")
 
 
 async def get_default(conn: asyncpg.Connection, severity: str) -> dict[str, Any] | None:

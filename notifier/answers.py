@@ -4,8 +4,9 @@ voice call), declined ("can't go"), or no answer (a call nobody picked up).
 Delivered is not accepted: only these answers count. An acceptance acknowledges the alert
 through the alert lifecycle (alerts/store.py) with the contact as the actor, and cancels
 every notification of the alert not sent yet, on every channel, in the same transaction.
-A decline moves the chain on at once; a call not answered moves it on once nothing else
-of its step can still be answered.
+A decline moves the chain on at once (if it is still at the declined step: a late "no" to
+an earlier step does not cut the current one's wait short); a call not answered moves it
+on once nothing else of its step can still be answered. A supervisor's "no" moves nothing.
 """
 
 from __future__ import annotations
@@ -82,8 +83,9 @@ async def _apply(
     )
     if done is None:
         return False
-    if said == "declined":
-        await store.move_on(conn, alert["alert_id"], now)
-    else:
+    if said == "declined" and done["purpose"] == "alert":
+        at = (done["cycle"], done["round"], done["step"])
+        await store.move_on(conn, alert["alert_id"], now, step=at)
+    elif said == "no_answer":
         await settle_step(conn, done, now)
     return True

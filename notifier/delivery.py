@@ -115,7 +115,12 @@ class Delivery(Component):
         SEND_SECONDS.labels(row["channel"]).observe(time.monotonic() - started)
         SENT.labels(row["channel"], outcome).inc()
         async with self._pool.acquire() as conn:
-            await store.mark(conn, row["notification_id"], outcome, self._clock.now())
+            # Cancelled while on its way (someone accepted meanwhile): it was sent all the
+            # same, and the log says so.
+            await store.mark(
+                conn, row["notification_id"], outcome, self._clock.now(),
+                only_from=("pending", "cancelled"),
+            )  # fmt: skip
 
     async def _failed(self, row: dict[str, Any], exc: ChannelError) -> None:
         now = self._clock.now()
@@ -142,8 +147,9 @@ async def settle_step(conn: asyncpg.Connection, row: dict[str, Any], now: dateti
     """If nothing of the notification's step can still be answered, move the chain on."""
     if row["purpose"] != "alert":
         return
-    if not await store.step_open(conn, row["alert_id"], row["cycle"], row["round"], row["step"]):
-        await store.move_on(conn, row["alert_id"], now)
+    at = (row["cycle"], row["round"], row["step"])
+    if not await store.step_open(conn, row["alert_id"], *at):
+        await store.move_on(conn, row["alert_id"], now, step=at)
 
 
 def _message(row: dict[str, Any]) -> Message:

@@ -29,7 +29,7 @@ from typing import Any
 import asyncpg
 
 from alerts import store as alerts
-from notifier import policy, render, store
+from notifier import answers, policy, render, store
 from notifier.clock import Clock
 from notifier.links import Links
 from notifier.metrics import CHAINS, DECIDED
@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 NOTIFIER_ACTOR = "notifier"
 _BATCH = 100  # chains handled per transaction round in tick()
+# A voice gateway reports a call's outcome within a minute or two (ringing ~60 s, then
+# the keypress); silence longer than this is taken as no answer.
+_CALL_TIMEOUT = timedelta(seconds=180)
 
 
 class Escalation:
@@ -119,7 +122,10 @@ class Escalation:
             "alert_id": alert["alert_id"], "policy": chosen, "cycle": cycle, "round": 0,
             "step": 0, "state": "running" if steps else "exhausted",
             "due_at": now + timedelta(seconds=steps[0]["wait_s"]) if steps else None,
-            "supervisor_at": max(opened + self._operator_target, now),
+            # Information (a device's note) is no operator's emergency: no supervisor.
+            "supervisor_at": (
+                max(opened + self._operator_target, now) if alert["severity"] != "info" else None
+            ),
         }  # fmt: skip
         await store.put_chain(conn, chain)
         CHAINS.labels("started").inc()
@@ -132,6 +138,7 @@ class Escalation:
         """Do what is due now; returns how many chains moved."""
         await self.catch_up()
         now = self._clock.now()
+        await self._calls_unanswered(now)
         moved = 0
         while True:
             async with self._pool.acquire() as conn, conn.transaction():
@@ -154,12 +161,25 @@ class Escalation:
             await self.sync(alert_id)
         return len(behind)
 
+    async def _calls_unanswered(self, now: datetime) -> None:
+        """A call the gateway never reported back on counts as not answered: it must not
+        hold its step up for the whole wait (delivered is not accepted)."""
+        async with self._pool.acquire() as conn:
+            silent = await store.unanswered_calls(conn, now - _CALL_TIMEOUT)
+            for notification_id in silent:
+                await answers.answer(conn, notification_id, "no_answer", now, via="call timeout")
+
     async def _due(self, conn: asyncpg.Connection, chain: dict[str, Any], now: datetime) -> None:
         alert = await store.alert_for_notice(conn, chain["alert_id"])
         if alert is None:
             return
         if chain["state"] == "acknowledged":
-            if alert["status"] == "acknowledged":
+            held = alert["held_until"]
+            if alert["status"] == "acknowledged" and held is not None and held > now:
+                # On hold (waiting for a call back, a visit): the acknowledgement stands
+                # until the hold ends.
+                await store.update_chain(conn, chain["alert_id"], due_at=held)
+            elif alert["status"] == "acknowledged":
                 await self._reopen(conn, alert, now)
             else:
                 await store.update_chain(conn, chain["alert_id"], due_at=None)
@@ -254,6 +274,8 @@ class Escalation:
         now: datetime,
     ) -> None:
         rows = [self._row(alert, chain, t, purpose, now) for t in targets]
+        if purpose == "alert":
+            await store.supersede(conn, rows)
         added = await store.add_notifications(conn, rows)
         DECIDED.labels(purpose).inc(added)
         if any(r["due_at"] <= now for r in rows):
@@ -271,7 +293,7 @@ class Escalation:
         nid = store.notification_id(
             alert["alert_id"], cycle, purpose, round, step, target["contact_id"], target["position"]
         )
-        language = target["language"] if target["language"] in render.LANGUAGES else "zh-CN"
+        language = _language(target["language"])
         ack_url = self._links.url(nid, now.timestamp())
         body = render.body_for(
             notification_id=nid, purpose=purpose, alert=alert, contact=target, ack_url=ack_url,
@@ -291,6 +313,13 @@ class Escalation:
             "created_at": now,
             "message": {"body": body, "subject": subject, "text": text, "short": short},
         }  # fmt: skip
+
+
+def _language(tag: str) -> str:
+    """The language of ours nearest a contact's BCP 47 tag ('en-GB' reads English);
+    Chinese for any we do not write."""
+    primary = tag.split("-")[0].lower()
+    return next((known for known in render.LANGUAGES if known.split("-")[0] == primary), "zh-CN")
 
 
 def _empty(alert_id: int) -> dict[str, Any]:

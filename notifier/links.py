@@ -86,5 +86,12 @@ def link_key(settings: Settings) -> bytes:
 
 
 def base_url(settings: Settings) -> str:
-    """Where people outside reach the API (ack links, map pages)."""
-    return settings.public_url or f"http://{settings.api_host}:{settings.api_port}"
+    """Where people outside reach the API (ack links, gateway callbacks):
+    CAREWATCH_PUBLIC_URL, else the API's own address (a wildcard one as this machine's
+    loopback: links then work on this machine only, which `up` is for)."""
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(
+        settings.api_host, settings.api_host
+    )
+    return f"http://{f'[{host}]' if ':' in host else host}:{settings.api_port}"

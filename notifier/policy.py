@@ -10,7 +10,7 @@ contacts as they are then.
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -93,16 +93,11 @@ def in_quiet_hours(target: dict[str, Any], at: datetime) -> datetime | None:
         zone = ZoneInfo("Asia/Shanghai")
     local = at.astimezone(zone)
     now = local.time()
-    quiet = start <= now < end if start < end else (now >= start or now < end)
+    if start < end:  # 12:00-14:00: within the day
+        quiet, ends_tomorrow = start <= now < end, False
+    else:  # 22:00-07:00: across midnight
+        quiet, ends_tomorrow = now >= start or now < end, now >= start
     if not quiet:
         return None
-    day = (
-        local.date()
-        if (start < end or now < end)
-        else local.date().fromordinal(local.date().toordinal() + 1)
-    )
-    return datetime.combine(day, _as_time(end), zone)
-
-
-def _as_time(value: time) -> time:
-    return value.replace(tzinfo=None)
+    day = local.date() + timedelta(days=1 if ends_tomorrow else 0)
+    return datetime.combine(day, end.replace(tzinfo=None), zone)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import orjson
@@ -38,6 +39,8 @@ __all__ = [
     "put_chain",
     "retry_later",
     "step_open",
+    "supersede",
+    "unanswered_calls",
     "update_chain",
 ]
 
@@ -50,7 +53,7 @@ _CHAIN = "alert_id, policy, state, cycle, round, step, due_at, supervisor_at, up
 _NOTICE = """
 SELECT a.alert_id, a.kind, a.device_id, a.severity, a.status, a.count, a.summary,
        a.opened_at, a.lat, a.lon, a.resident_id, a.acknowledged_at, a.acknowledged_by,
-       a.resolved_at, a.resolved_by, a.resolution,
+       a.resolved_at, a.resolved_by, a.resolution, a.held_until,
        coalesce(r.area, '') AS area, r.name AS resident_name, r.address AS resident_address,
        r.phone AS resident_phone
 FROM alerts a LEFT JOIN residents r ON r.resident_id = a.resident_id
@@ -175,14 +178,22 @@ async def due_supervisors(
     return [_chain(r) for r in rows]
 
 
-async def move_on(conn: asyncpg.Connection, alert_id: int, now: datetime) -> bool:
-    """Make a running chain's next step due now (someone declined, nobody can answer)."""
+async def move_on(
+    conn: asyncpg.Connection,
+    alert_id: int,
+    now: datetime,
+    *,
+    step: tuple[int, int, int] | None = None,
+) -> bool:
+    """Make a running chain's next step due now (someone declined, nobody can answer);
+    with `step` (cycle, round, step), only while the chain is still there: a late answer
+    to an earlier step must not cut the current step's wait short."""
     done = await conn.execute(
         "UPDATE notification_chains SET due_at = $2, updated_at = now()"
-        " WHERE alert_id = $1 AND state = 'running' AND (due_at IS NULL OR due_at > $2)",
-        alert_id,
-        now,
-    )
+        " WHERE alert_id = $1 AND state = 'running' AND (due_at IS NULL OR due_at > $2)"
+        " AND ($3::smallint IS NULL OR (cycle, round, step) = ($3, $4, $5))",
+        alert_id, now, *(step or (None, None, None)),
+    )  # fmt: skip
     return bool(done != "UPDATE 0")
 
 
@@ -211,6 +222,20 @@ async def cancel_pending(
         keep,
     )
     return int(done.rsplit(" ", 1)[-1])
+
+
+async def supersede(conn: asyncpg.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Cancel what still waits (quiet hours) for the contact channels of these new
+    notifications of an alert: the newer replaces it, so nobody gets two at dawn."""
+    if rows:
+        await conn.execute(
+            "UPDATE notifications SET status = 'cancelled' WHERE alert_id = $1"
+            " AND status = 'pending' AND purpose = 'alert' AND (contact_id, position) IN"
+            " (SELECT * FROM unnest($2::bigint[], $3::smallint[]))"
+            " AND NOT notification_id = ANY($4::text[])",
+            rows[0]["alert_id"], [r["contact_id"] for r in rows], [r["position"] for r in rows],
+            [r["notification_id"] for r in rows],
+        )  # fmt: skip
 
 
 async def notified(conn: asyncpg.Connection, alert_id: int) -> list[dict[str, Any]]:
@@ -280,6 +305,16 @@ async def retry_later(
     )
 
 
+async def unanswered_calls(conn: asyncpg.Connection, before: datetime) -> list[str]:
+    """Voice calls placed before `before` whose outcome the gateway never reported."""
+    rows = await conn.fetch(
+        "SELECT notification_id FROM notifications WHERE status = 'calling' AND sent_at < $1"
+        " ORDER BY sent_at LIMIT 100",
+        before,
+    )
+    return [r["notification_id"] for r in rows]
+
+
 async def get_notification(
     conn: asyncpg.Connection, notification_id: str, *, lock: bool = False
 ) -> dict[str, Any] | None:
@@ -294,19 +329,21 @@ async def get_notification(
     return {**dict(row), "message": orjson.loads(row["message"])}
 
 
-async def by_reply(conn: asyncpg.Connection, address: str, code: str) -> str | None:
-    """The newest SMS notification sent to `address` whose reply code is `code`.
+async def by_reply(conn: asyncpg.Connection, sender: str, code: str) -> str | None:
+    """The newest SMS notification with reply code `code` sent to the number `sender`.
 
-    Numbers are compared without separators: a contact's is kept as people write it
-    ("+86 139 0000 0000"), the gateway was sent it without them and replies come from
-    that ("+8613900000000")."""
+    Numbers are compared by their last 8 digits: a contact's is kept as people write it
+    ("+86 139 0000 0000"), the gateway was sent it without separators, and replies may
+    come back in national form ("13900000000")."""
+    digits = "".join(c for c in sender if c.isdigit())
+    if len(digits) < 3:
+        return None
     found: str | None = await conn.fetchval(
-        "SELECT notification_id FROM notifications WHERE reply_code = $2"
-        " AND regexp_replace(address, '[[:space:]().-]', '', 'g')"
-        "   = regexp_replace($1, '[[:space:]().-]', '', 'g')"
+        "SELECT notification_id FROM notifications WHERE reply_code = $1 AND channel = 'sms'"
+        " AND right(regexp_replace(address, '[^0-9]', '', 'g'), 8) = right($2, 8)"
         " ORDER BY created_at DESC LIMIT 1",
-        address,
         code,
+        digits,
     )
     return found
 
@@ -319,7 +356,16 @@ async def log_of(conn: asyncpg.Connection, alert_id: int) -> list[dict[str, Any]
         " FROM notifications WHERE alert_id = $1 ORDER BY created_at, notification_id",
         alert_id,
     )
-    return [dict(r) for r in rows]
+    return [{**dict(r), "address": _shown(r["address"])} for r in rows]
+
+
+def _shown(address: str) -> str:
+    """An address as people may see it: a webhook's or bot's URL carries its token in the
+    path or query (a WeCom key, a DingTalk access_token), so only its host is shown."""
+    if "://" not in address:
+        return address
+    parts = urlsplit(address)
+    return f"{parts.scheme}://{parts.hostname or ''}/…"
 
 
 def _chain(row: asyncpg.Record) -> dict[str, Any]:

@@ -224,6 +224,25 @@ async def set_escalation(
     return {"resident_id": resident_id, **after}
 
 
+@router.delete(
+    "/residents/{resident_id}/escalation",
+    status_code=204,
+    tags=["residents"],
+    summary="remove the ladder: the resident's alerts follow the defaults again",
+)
+async def delete_escalation(conn: Conn, user: Supervisor, resident_id: ResidentId) -> Response:
+    async with conn.transaction():
+        await load_resident(conn, user, resident_id, lock=True)
+        before = await contacts.get_ladder(conn, resident_id)
+        if not await contacts.delete_ladder(conn, resident_id):
+            raise HTTPException(404, f"resident {resident_id} has no ladder")
+        await audit.record(
+            conn, actor=user.name, action="resident.escalation_delete",
+            target=f"resident:{resident_id}", before=before, after=None,
+        )  # fmt: skip
+    return Response(status_code=204)
+
+
 @router.get(
     "/escalation-defaults/{severity}",
     response_model=DefaultEscalationOut,
@@ -243,6 +262,8 @@ async def get_default(conn: Conn, user: CurrentUser, severity: Severity) -> dict
 async def set_default(
     conn: Conn, user: Admin, severity: Severity, body: DefaultEscalation
 ) -> dict[str, Any]:
+    if user.area:  # every area's alerts follow it
+        raise HTTPException(403, "only an admin of the top area sets the defaults")
     steps = [step.model_dump() for step in body.steps]
     async with conn.transaction():
         await _targets_visible(conn, user, steps)

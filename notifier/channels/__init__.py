@@ -24,6 +24,7 @@ from notifier.channels.apps import APPS, AppChannel
 from notifier.channels.email import EmailChannel, parse_smtp_url
 from notifier.channels.gateway import GatewayChannel, parse_template
 from notifier.channels.webhook import WebhookChannel
+from notifier.links import base_url
 from notifier.message import Message, Sent
 from plumbing.settings import ConfigError, Settings
 
@@ -75,8 +76,4 @@ def build_channels(
 def callback_url(settings: Settings, kind: str) -> str:
     """Where the `kind` gateway reports back (replies, call outcomes): the API, as the
     gateway reaches it."""
-    base = settings.public_url.rstrip("/")
-    if not base:
-        host = settings.api_host
-        base = f"http://{f'[{host}]' if ':' in host else host}:{settings.api_port}"
-    return f"{base}{GATEWAY_CALLBACKS}{kind}"
+    return f"{base_url(settings)}{GATEWAY_CALLBACKS}{kind}"

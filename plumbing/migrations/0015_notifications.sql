@@ -93,5 +93,5 @@ CREATE TABLE notifications (
 );
 CREATE INDEX notifications_due ON notifications (due_at) WHERE status = 'pending';
 CREATE INDEX notifications_alert ON notifications (alert_id, created_at);
-CREATE INDEX notifications_reply ON notifications (address, reply_code)
-    WHERE reply_code IS NOT NULL;
+-- An SMS reply names its code (6 digits); the sender's number then picks among the few.
+CREATE INDEX notifications_reply ON notifications (reply_code) WHERE reply_code IS NOT NULL;

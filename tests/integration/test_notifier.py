@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from alerts import store
+from api import users
 from tests.integration.notifier_world import World
 from tests.integration.receivers import SmtpReceiver
 
@@ -144,7 +145,36 @@ async def test_a_decline_escalates_at_once(world: World) -> None:
     link = urlsplit(world.got(first)[0]["ack_url"])
     declined = await world.api.post(f"{link.path}?{link.query}", data={"answer": "decline"})
     assert declined.status_code == 200 and "无法前往" in declined.text
-    await world.run(1)  # a second (the API's clock is the wall's), not the 600 s wait
+    # The API stamps the decline with the wall's clock, ahead of the world's by however
+    # long the test has run: 30 s covers that, and is far from the step's 600 s wait.
+    await world.run(30)
     assert len(world.got(second)) == 1
     statuses = {n["contact_name"]: n["status"] for n in await world.log(alert_id)}
     assert statuses == {"忙碌的儿子": "declined", "邻居": "delivered"}
+
+
+async def test_without_a_ladder_the_default_for_the_severity_is_followed(world: World) -> None:
+    own, fallback = world.webhook("ladder"), world.webhook("default")
+    a = await world.contact("梯队联系人", own)
+    b = await world.contact("值班社工", fallback, relationship="community_worker")
+    rid = await world.resident([{"contacts": [a], "wait_s": 60}])
+    default = {"steps": [{"contacts": [b], "wait_s": 60}], "repeat": 0}
+    path = "/api/v1/escalation-defaults/warning"
+    async with world.pool.acquire() as conn:
+        await users.add_user(conn, name=(local := f"admin-{uuid.uuid4().hex[:6]}"),
+                             role="admin", area="sh")  # fmt: skip
+        token = await users.issue_token(conn, local)
+    refused = await world.api.put(path, json=default, headers={"Authorization": f"Bearer {token}"})
+    assert refused.status_code == 403  # an area's admin cannot set every area's default
+    answer = await world.api.put(path, json=default, headers=world.boss)
+    assert answer.status_code == 200 and answer.json()["source"] == "set"
+
+    removed = await world.api.delete(f"/api/v1/residents/{rid}/escalation", headers=world.boss)
+    assert removed.status_code == 204
+    alert_id = await world.alert(rid, kind="geofence_exit", severity="warning")
+    await world.sync(alert_id)
+    assert world.got(own) == [] and len(world.got(fallback)) == 1
+    again = await world.api.delete(f"/api/v1/residents/{rid}/escalation", headers=world.boss)
+    assert again.status_code == 404
+    async with world.pool.acquire() as conn:  # other tests expect the built-in default
+        await conn.execute("DELETE FROM escalation_defaults WHERE severity = 'warning'")

@@ -66,9 +66,7 @@ async def test_an_sos_press_reaches_the_first_contact_and_the_ack_link_takes_it(
     assert (body["alert"]["kind"], body["alert"]["status"]) == ("sos", "open")
     assert body["alert"]["resident"]["name"] == "赵大爷" and body["contact"]["name"] == "赵强"
 
-    links = Links(
-        key=link_key(notifier_settings), base_url=notifier_settings.public_url, ttl_s=60
-    )
+    links = Links(key=link_key(notifier_settings), base_url=notifier_settings.public_url, ttl_s=60)
     app = create_app(pool=pipeline.db, links=links)
     link = urlsplit(body["ack_url"])
     async with httpx.AsyncClient(

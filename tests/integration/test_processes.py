@@ -139,7 +139,7 @@ async def test_up_runs_everything_and_stops_it_all(tmp_path: Path) -> None:
     proc, table = await _start_up(data_dir, "--simulate", "2")
     try:
         services = ("postgres", "kafka", "mqtt", "telemetry", "rules", "ingest", "watch-gateway")
-        for name in (*services, "api", "simulate"):
+        for name in (*services, "api", "notifier", "simulate"):
             assert f"  {name} " in table, table
         children = psutil.Process(proc.pid).children(recursive=True)
         stack = orjson.loads((data_dir / "stack.json").read_bytes())
