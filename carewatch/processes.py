@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import orjson
@@ -210,7 +210,16 @@ def _utcnow() -> datetime:
 async def build_rules(settings: Settings, stack: AsyncExitStack) -> Running:
     pool = await connect_pool(settings.require_database_url())
     stack.push_async_callback(pool.close)
-    parts = rules_parts(settings, pool)
+    return await _started(rules_parts(settings, pool), stack)
+
+
+class _Parts(Protocol):
+    def components(self) -> list[Component]: ...
+    def health(self) -> dict[str, Any]: ...
+
+
+async def _started(parts: _Parts, stack: AsyncExitStack) -> Running:
+    """Start a worker process's components in order (they stop in reverse with `stack`)."""
     for component in parts.components():
         await stack.enter_async_context(component)
     return Running(health=parts.health, watch=[c.done for c in parts.components()])
@@ -269,10 +278,7 @@ def telemetry_parts(settings: Settings, pool: asyncpg.Pool) -> TelemetryParts:
 async def build_telemetry(settings: Settings, stack: AsyncExitStack) -> Running:
     pool = await connect_pool(settings.require_database_url(), init=prepare_staging)
     stack.push_async_callback(pool.close)
-    parts = telemetry_parts(settings, pool)
-    for component in parts.components():
-        await stack.enter_async_context(component)
-    return Running(health=parts.health, watch=[c.done for c in parts.components()])
+    return await _started(telemetry_parts(settings, pool), stack)
 
 
 async def build_watch_gateway(settings: Settings, stack: AsyncExitStack) -> Running:
@@ -385,10 +391,7 @@ def notifier_parts(
 async def build_notifier(settings: Settings, stack: AsyncExitStack) -> Running:
     pool = await connect_pool(settings.require_database_url())
     stack.push_async_callback(pool.close)
-    parts = notifier_parts(settings, pool)
-    for component in parts.components():
-        await stack.enter_async_context(component)
-    return Running(health=parts.health, watch=[c.done for c in parts.components()])
+    return await _started(notifier_parts(settings, pool), stack)
 
 
 # What `carewatch NAME` runs, by the name of its subcommand.

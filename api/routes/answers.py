@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import jinja2
 import orjson
-from fastapi import APIRouter, Header, HTTPException, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -131,14 +131,26 @@ class VoiceOutcome(BaseModel):
     digits: str = Field("", max_length=20)
 
 
-@gateways.post("/sms", response_model=AnswerOut, summary="an SMS reply (the gateway's callback)")
-async def sms_reply(
+async def _signed(
     request: Request,
-    conn: Conn,
     timestamp: Annotated[str, Header(alias="X-Carewatch-Timestamp")] = "",
     signature: Annotated[str, Header(alias="X-Carewatch-Signature")] = "",
-) -> dict[str, Any]:
-    body = await _signed(request, timestamp, signature)
+) -> bytes:
+    """The body of a gateway's callback, once its signature is checked."""
+    secret: str = request.app.state.gateway_secret
+    if not secret:
+        raise HTTPException(404, "gateway callbacks are off here: set CAREWATCH_GATEWAY_SECRET")
+    body = await request.body()
+    if not verify(secret, timestamp, signature, body, now=time.time()):
+        raise HTTPException(401, "X-Carewatch-Signature does not match (or the timestamp is old)")
+    return body
+
+
+SignedBody = Annotated[bytes, Depends(_signed)]
+
+
+@gateways.post("/sms", response_model=AnswerOut, summary="an SMS reply (the gateway's callback)")
+async def sms_reply(conn: Conn, body: SignedBody) -> dict[str, Any]:
     reply = _parsed(SmsReply, body)
     code, _, rest = reply.text.strip().partition(" ")
     if not code.isdigit():
@@ -151,13 +163,7 @@ async def sms_reply(
 
 
 @gateways.post("/voice", response_model=AnswerOut, summary="a call's outcome (the gateway's)")
-async def voice_outcome(
-    request: Request,
-    conn: Conn,
-    timestamp: Annotated[str, Header(alias="X-Carewatch-Timestamp")] = "",
-    signature: Annotated[str, Header(alias="X-Carewatch-Signature")] = "",
-) -> dict[str, Any]:
-    body = await _signed(request, timestamp, signature)
+async def voice_outcome(conn: Conn, body: SignedBody) -> dict[str, Any]:
     outcome = _parsed(VoiceOutcome, body)
     said: answers.Answer = "no_answer"
     if outcome.status == "answered" and outcome.digits.startswith("1"):
@@ -182,16 +188,6 @@ def _check(request: Request, notification_id: str, e: str, s: str) -> None:
         signer.check(notification_id, e, s, time.time())
     except LinkError as exc:
         raise HTTPException(410 if exc.expired else 403, str(exc)) from None
-
-
-async def _signed(request: Request, timestamp: str, signature: str) -> bytes:
-    secret: str = request.app.state.gateway_secret
-    if not secret:
-        raise HTTPException(404, "gateway callbacks are off here: set CAREWATCH_GATEWAY_SECRET")
-    body = await request.body()
-    if not verify(secret, timestamp, signature, body, now=time.time()):
-        raise HTTPException(401, "X-Carewatch-Signature does not match (or the timestamp is old)")
-    return body
 
 
 async def _said(request: Request) -> answers.Answer:
