@@ -159,6 +159,17 @@ def _parser() -> argparse.ArgumentParser:
     bench_console.add_argument("--report", type=Path, default=Path("console-bench-report.json"))
     bench_console.set_defaults(run=_bench_console)
 
+    bench_notify = sub.add_parser(
+        "bench-notify",
+        help="the notifier at a webhook receiver: SOS press to the first webhook, a mass event",
+    )
+    bench_notify.add_argument("--small", action="store_true", help="a quick check (1 minute)")
+    bench_notify.add_argument("--rate", type=int, help="background events/s (default 1000)")
+    bench_notify.add_argument("--presses", type=int, help="SOS presses, one a second (60)")
+    bench_notify.add_argument("--mass", type=int, help="devices pressing SOS at once (1000)")
+    bench_notify.add_argument("--report", type=Path, default=Path("notify-bench-report.json"))
+    bench_notify.set_defaults(run=_bench_notify)
+
     schema = sub.add_parser("schema", help="print the canonical event JSON Schema")
     schema.add_argument("--write", action="store_true", help=f"write it to {SCHEMA_PATH}")
     schema.set_defaults(run=_schema)
@@ -317,6 +328,20 @@ def _bench_console(args: argparse.Namespace, settings: Settings) -> int:
     plan = ConsoleBenchPlan.small() if args.small else ConsoleBenchPlan()
     setup_logging(level="WARNING", fmt="text", process_name="bench-console")
     return run_bench_console(settings, plan, report=args.report)
+
+
+def _bench_notify(args: argparse.Namespace, settings: Settings) -> int:
+    from dataclasses import replace
+
+    from carewatch.bench_notify import NotifyBenchPlan, run_bench_notify
+    from plumbing.logs import setup_logging
+
+    plan = NotifyBenchPlan.small() if args.small else NotifyBenchPlan()
+    for name in ("rate", "presses", "mass"):
+        if getattr(args, name) is not None:
+            plan = replace(plan, **{name: getattr(args, name)})
+    setup_logging(level="WARNING", fmt="text", process_name="bench-notify")
+    return run_bench_notify(settings, plan, report=args.report)
 
 
 def _bench_api(args: argparse.Namespace, settings: Settings) -> int:

@@ -389,7 +389,8 @@ def notifier_parts(
 
 
 async def build_notifier(settings: Settings, stack: AsyncExitStack) -> Running:
-    pool = await connect_pool(settings.require_database_url())
+    # Deciding (8 alerts at once), sending and the clock each hold connections.
+    pool = await connect_pool(settings.require_database_url(), max_size=16)
     stack.push_async_callback(pool.close)
     return await _started(notifier_parts(settings, pool), stack)
 

@@ -26,11 +26,11 @@ from notifier.message import ChannelError, Message
 from notifier.metrics import SEND_SECONDS, SENT
 from plumbing.component import Component
 
-__all__ = ["Delivery"]
+__all__ = ["LEASE_S", "Delivery"]
 
 log = logging.getLogger(__name__)
 
-_LEASE_S = 60.0  # longer than any channel's timeout
+LEASE_S = 60.0  # longer than any channel's timeout
 _BACKOFF_S = (1.0, 2.0, 5.0, 15.0, 30.0, 60.0)
 
 
@@ -94,7 +94,7 @@ class Delivery(Component):
         """Send every notification due now (one round); returns how many were tried."""
         now = self._clock.now()
         async with self._pool.acquire() as conn:
-            claimed = await store.claim_due(conn, now, _LEASE_S, self._concurrency)
+            claimed = await store.claim_due(conn, now, LEASE_S, self._concurrency)
         await asyncio.gather(*(self._send(row) for row in claimed))
         return len(claimed)
 

@@ -20,6 +20,7 @@ resolution is a new alert with a chain of its own.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Callable
@@ -41,6 +42,10 @@ log = logging.getLogger(__name__)
 
 NOTIFIER_ACTOR = "notifier"
 _BATCH = 100  # chains handled per transaction round in tick()
+_PARALLEL = 8  # alerts decided at once (the process's pool has 16 connections)
+_ONE_AT_A_TIME = (
+    "SELECT pg_advisory_xact_lock(hashtextextended('carewatch-notifier:' || $1::bigint, 0))"
+)
 # A voice gateway reports a call's outcome within a minute or two (ringing ~60 s, then
 # the keypress); silence longer than this is taken as no answer.
 _CALL_TIMEOUT = timedelta(seconds=180)
@@ -63,6 +68,7 @@ class Escalation:
         self._ack_timeout = timedelta(seconds=ack_timeout_s)
         self._operator_target = timedelta(seconds=operator_target_s)
         self._wake = wake  # the delivery stage: something is due now
+        self._due_now = False  # a transaction in progress wrote something due now
 
     # -- prompts from carewatch.alerts.v1 ------------------------------------------
 
@@ -73,17 +79,35 @@ class Escalation:
             alert_id, history_id = record.get("alert_id"), record.get("history_id")
             if isinstance(alert_id, int) and isinstance(history_id, int):
                 seen[alert_id] = max(history_id, seen.get(alert_id, 0))
-        for alert_id in seen:
-            await self.sync(alert_id)
+        # Alerts are independent (a transaction each): a mass event's are decided side by
+        # side, not one commit after the other.
+        limit = asyncio.Semaphore(_PARALLEL)
+
+        async def one(alert_id: int) -> None:
+            async with limit:
+                await self.sync(alert_id)
+
+        await asyncio.gather(*(one(alert_id) for alert_id in seen))
 
     async def sync(self, alert_id: int) -> None:
         now = self._clock.now()
-        async with self._pool.acquire() as conn, conn.transaction():
-            alert = await store.alert_for_notice(conn, alert_id)
-            if alert is None:
-                return
-            chain = await store.lock_chain(conn, alert_id)
-            await self._follow(conn, alert, chain, now)
+        async with self._pool.acquire() as conn:
+            async with conn.transaction():
+                # One decision per alert at a time (the consumer and the catch-up may both
+                # be at it, and a chain not yet written has no row to lock).
+                await conn.execute(_ONE_AT_A_TIME, alert_id)
+                alert = await store.alert_for_notice(conn, alert_id)
+                if alert is not None:
+                    chain = await store.lock_chain(conn, alert_id)
+                    await self._follow(conn, alert, chain, now)
+            self._committed()
+
+    def _committed(self) -> None:
+        """Wake delivery for what the transaction just committed: woken before the commit,
+        it would find nothing it can see yet and sleep its full interval."""
+        if self._due_now:
+            self._due_now = False
+            self._wake()
 
     async def _follow(
         self,
@@ -148,6 +172,7 @@ class Escalation:
                 supervise = await store.due_supervisors(conn, now, _BATCH)
                 for chain in supervise:
                     await self._tell_supervisor(conn, chain, now)
+            self._committed()
             moved += len(due) + len(supervise)
             if len(due) < _BATCH and len(supervise) < _BATCH:
                 return moved
@@ -279,7 +304,7 @@ class Escalation:
         added = await store.add_notifications(conn, rows)
         DECIDED.labels(purpose).inc(added)
         if any(r["due_at"] <= now for r in rows):
-            self._wake()
+            self._due_now = True
 
     def _row(
         self,
