@@ -115,7 +115,8 @@ class Person:
         """The ladder for devices/contacts.py `set_ladder`, given the stored contacts' ids
         (in the order of `contacts`)."""
         return [
-            {"contacts": [contact_ids[i] for i in who], "wait_s": wait} for who, wait in self.ladder
+            {"contacts": [contact_ids[i] for i in who], "schedules": [], "wait_s": wait}
+            for who, wait in self.ladder
         ]
 
     def overrides(self) -> dict[str, Any]:
