@@ -53,5 +53,7 @@ def setup_logging(*, level: str, fmt: str, process_name: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Library chatter (per-request lines, rebalances at INFO) drowns our own lines.
-    for noisy in ("aiokafka", "uvicorn.access", "asyncio"):
+    # httpx logs every request's URL at INFO: a bot's URL carries its token (a DingTalk
+    # access_token, a WeCom key), which must not reach the logs.
+    for noisy in ("aiokafka", "uvicorn.access", "asyncio", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
