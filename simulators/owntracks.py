@@ -70,8 +70,8 @@ def _android_position(lat: float, lon: float, **extras: float | None) -> Doc:
     doc: Doc = {"lat": lat, "lon": lon}
     for key in ("acc", "alt"):
         doc[key] = round(extras[key] or 0)
-    for key in ("vel", "vac"):
-        doc[key] = int(extras[key] or 0)
+    for key in ("vel", "vac"):  # never negative: Android reports an unknown as 0
+        doc[key] = int(max(extras[key] or 0, 0))
     return doc
 
 
