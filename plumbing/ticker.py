@@ -61,7 +61,5 @@ class Ticker(Component):
                     await self._tick()
                 except self._transient as exc:
                     # The next round tries again: what a tick does must be safe to repeat.
-                    log.warning(
-                        "tick failed", extra={"ticker": self.name, "error": repr(exc)}
-                    )
+                    log.warning("tick failed", extra={"ticker": self.name, "error": repr(exc)})
             self._round_ended = time.monotonic()
