@@ -68,17 +68,20 @@ def example() -> Iterator[Example]:
     )
     running = Example(url=f"http://127.0.0.1:{port}/carewatch", process=process)
     assert process.stdout is not None
-    reader = threading.Thread(
-        target=lambda: running.lines.extend(line.rstrip("\n") for line in process.stdout or ()),
-        daemon=True,
-    )
+    listening = threading.Event()
+
+    def read() -> None:
+        for line in process.stdout or ():
+            running.lines.append(line.rstrip("\n"))
+            if line.startswith("listening on"):
+                listening.set()
+        listening.set()  # it exited: the check below says so
+
+    reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        deadline = time.monotonic() + 10
-        while not running.printed("listening on"):
-            assert process.poll() is None, f"the receiver did not start: {running.lines}"
-            assert time.monotonic() < deadline, "the receiver did not start within 10 s"
-            time.sleep(0.02)
+        assert listening.wait(10), "the receiver did not start within 10 s"
+        assert running.printed("listening on"), f"the receiver did not start: {running.lines}"
         yield running
     finally:
         process.terminate()
