@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -95,20 +95,34 @@ def percentiles(values: Iterable[float]) -> dict[str, float | None]:
     return {"p50": rank(50), "p95": rank(95), "p99": rank(99), "max": ordered[-1]}
 
 
+def in_a_fresh_directory(
+    prefix: str, measure: Callable[[Path], Coroutine[Any, Any, dict[str, Any]]]
+) -> dict[str, Any]:
+    """Run `measure(workdir)` in a directory of its own, removed afterwards: the stack it
+    starts there has a clean database and does not clash with `up`."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        return asyncio.run(measure(workdir))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def write_report(result: dict[str, Any], report: Path | None) -> None:
+    """The JSON report the docs' tables are read from, if asked for."""
+    if report is not None:
+        report.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+        print(f"report: {report}")
+
+
 def run_bench(
     settings: Settings, plan: BenchPlan, *, report: Path | None, plot: Path | None
 ) -> int:
     raise_fd_limit(plan.devices + plan.sos_per_step * len(plan.rates) + 1024)
-    # A stack of its own, in a fresh directory: a clean database, and no clash with `up`.
-    workdir = Path(tempfile.mkdtemp(prefix="carewatch-bench-"))
-    try:
-        result = asyncio.run(_bench(settings.model_copy(update={"data_dir": workdir}), plan))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    result = in_a_fresh_directory(
+        "carewatch-bench-", lambda d: _bench(settings.model_copy(update={"data_dir": d}), plan)
+    )
     _print_table(result)
-    if report is not None:
-        report.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
-        print(f"report: {report}")
+    write_report(result, report)
     if plot is not None:
         _plot(result, plot)
         print(f"plot: {plot}")

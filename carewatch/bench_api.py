@@ -22,10 +22,8 @@ import contextlib
 import os
 import platform
 import random
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -36,11 +34,10 @@ from typing import Any
 
 import asyncpg
 import httpx
-import orjson
 
 from alerts import store
 from api import users
-from carewatch.bench import percentiles
+from carewatch.bench import in_a_fresh_directory, percentiles, write_report
 from carewatch.extras import needs_extra
 from plumbing.db import connect_pool, migrate
 
@@ -71,14 +68,7 @@ class ApiBenchPlan:
 
 
 def run_bench_api(plan: ApiBenchPlan, *, report: Path | None) -> int:
-    workdir = Path(tempfile.mkdtemp(prefix="carewatch-bench-api-"))
-    try:
-        result = asyncio.run(_bench(plan, workdir))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    if report is not None:
-        report.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
-        print(f"report: {report}")
+    write_report(in_a_fresh_directory("carewatch-bench-api-", lambda d: _bench(plan, d)), report)
     return 0
 
 

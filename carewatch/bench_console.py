@@ -18,8 +18,6 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
-import shutil
-import tempfile
 import time
 import uuid
 from contextlib import AsyncExitStack
@@ -34,7 +32,7 @@ import orjson
 from alerts import store
 from alerts.rules import RaiseAlert
 from api import users
-from carewatch.bench import percentiles
+from carewatch.bench import in_a_fresh_directory, percentiles, write_report
 from carewatch.extras import needs_extra
 from carewatch.simulate import raise_fd_limit, register_fleet
 from devices.codecs.native import topic_for
@@ -101,15 +99,12 @@ class ConsoleBenchPlan:
 
 def run_bench_console(settings: Settings, plan: ConsoleBenchPlan, *, report: Path | None) -> int:
     raise_fd_limit(plan.load_devices + plan.presses + 1024)
-    workdir = Path(tempfile.mkdtemp(prefix="carewatch-bench-console-"))
-    try:
-        result = asyncio.run(_bench(settings.model_copy(update={"data_dir": workdir}), plan))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    result = in_a_fresh_directory(
+        "carewatch-bench-console-",
+        lambda d: _bench(settings.model_copy(update={"data_dir": d}), plan),
+    )
     _print(result)
-    if report is not None:
-        report.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
-        print(f"report: {report}")
+    write_report(result, report)
     return 0
 
 

@@ -25,8 +25,6 @@ import asyncio
 import os
 import platform
 import secrets
-import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable
@@ -39,7 +37,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from carewatch.bench import percentiles
+from carewatch.bench import in_a_fresh_directory, percentiles, write_report
 from carewatch.extras import needs_extra
 from carewatch.simulate import raise_fd_limit, register_fleet
 from devices import contacts
@@ -84,15 +82,12 @@ class NotifyBenchPlan:
 def run_bench_notify(settings: Settings, plan: NotifyBenchPlan, *, report: Path | None) -> int:
     """Run the benchmark on a stack of its own; 1 if some alert was never notified."""
     raise_fd_limit(plan.load_devices + plan.presses + plan.mass + 1024)
-    workdir = Path(tempfile.mkdtemp(prefix="carewatch-bench-notify-"))
-    try:
-        result = asyncio.run(_bench(settings.model_copy(update={"data_dir": workdir}), plan))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    result = in_a_fresh_directory(
+        "carewatch-bench-notify-",
+        lambda d: _bench(settings.model_copy(update={"data_dir": d}), plan),
+    )
     _print(result)
-    if report is not None:
-        report.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
-        print(f"report: {report}")
+    write_report(result, report)
     press, mass = result["press_to_webhook_ms"], result["mass_event"]
     return 0 if press["notified"] == press["presses"] and mass["every_alert_notified"] else 1
 

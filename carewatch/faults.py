@@ -26,10 +26,8 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
-import shutil
 import signal
 import sys
-import tempfile
 import time
 import urllib.request
 import uuid
@@ -45,6 +43,7 @@ import asyncpg
 import orjson
 
 from alerts import event_store, store
+from carewatch.bench import in_a_fresh_directory, write_report
 from carewatch.extras import needs_extra
 from carewatch.simulate import raise_fd_limit, register_fleet
 from devices.codecs.native import topic_for
@@ -124,15 +123,10 @@ def run_faults(settings: Settings, plan: FaultPlan, *, report: Path | None) -> i
         print(f"carewatch faults: unknown {', '.join(unknown)} (known: {known})", file=sys.stderr)
         return 2
     raise_fd_limit(plan.devices * len(plan.faults) + 1024)
-    # A stack of its own, in a fresh directory: a clean database, and no clash with `up`.
-    workdir = Path(tempfile.mkdtemp(prefix="carewatch-faults-"))
-    try:
-        result = asyncio.run(_faults(settings.model_copy(update={"data_dir": workdir}), plan))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    if report is not None:
-        report.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
-        print(f"report: {report}")
+    result = in_a_fresh_directory(
+        "carewatch-faults-", lambda d: _faults(settings.model_copy(update={"data_dir": d}), plan)
+    )
+    write_report(result, report)
     return 0 if all(_passed(row) for row in result["faults"]) else 1
 
 
