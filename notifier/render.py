@@ -136,7 +136,7 @@ def texts(
     level = _pick(_SEVERITY.get(alert["severity"], ("", "")), language)
     if purpose == "supervisor":
         subject = (
-            f"【值班主管】{who} {kind} 超时未接警" if zh
+            f"【值班长】{who} {kind} 超时未接警" if zh
             else f"[Supervisor] {who}: {kind} not taken by any operator"
         )  # fmt: skip
     else:

@@ -16,7 +16,6 @@ anything else = no answer) are signed by the gateway like our webhooks are
 
 from __future__ import annotations
 
-import html
 import re
 import time
 from datetime import UTC, datetime
@@ -243,6 +242,7 @@ def _out(result: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+_NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 _REFUSED = {
     403: "此链接无效。", 404: "此服务器未启用确认链接。",
     410: "此链接已过期。如仍需要您，监护中心会再联系您。",
@@ -252,17 +252,11 @@ _REFUSED = {
 def _refused(exc: HTTPException) -> HTMLResponse:
     """A link that does not work (forged, expired, links off), said to a person: a page in
     both languages, since who it was for is not known (or not to be trusted)."""
-    en = html.escape(str(exc.detail))
-    zh = _REFUSED.get(exc.status_code, "此链接无法使用。")
-    page = (
-        '<!doctype html>\n<html lang="zh-CN">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f'<meta name="robots" content="noindex">\n<title>{zh}</title>\n</head>\n'
-        f'<body>\n<main>\n<h1>{zh}</h1>\n<p lang="en">{en[:1].upper()}{en[1:]}.</p>\n'
-        "</main>\n</body>\n</html>\n"
+    en = str(exc.detail)
+    page = _PAGES.get_template("ack_refused.html").render(
+        zh=_REFUSED.get(exc.status_code, "此链接无法使用。"), en=f"{en[:1].upper()}{en[1:]}."
     )
-    headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
-    return HTMLResponse(page, status_code=exc.status_code, headers=headers)
+    return HTMLResponse(page, status_code=exc.status_code, headers=_NO_STORE)
 
 
 def _page(
@@ -274,5 +268,4 @@ def _page(
         zh=zh, lang="zh-CN" if zh else "en", body=message["body"], subject=message["subject"],
         text=message["text"], notification=notification, alert=alert or {}, done=done,
     )  # fmt: skip
-    headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
-    return HTMLResponse(html, headers=headers)
+    return HTMLResponse(html, headers=_NO_STORE)

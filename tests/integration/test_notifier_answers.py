@@ -130,7 +130,7 @@ async def test_the_supervisor_on_duty_hears_of_an_alert_nobody_took_within_a_min
     area = f"t-{uuid.uuid4().hex[:8]}/xuhui"
     family, boss_hook = world.webhook("family"), world.webhook("supervisor")
     a = await world.contact("王丽", family)
-    chief = await world.contact("值班主管 陈", boss_hook, relationship="other")
+    chief = await world.contact("值班长 陈", boss_hook, relationship="other")
     schedule = {
         "name": f"主管 {area}", "area": area, "role": "supervisors",
         "rotations": [{"contacts": [chief], "shift_s": 7 * 86400,
@@ -156,7 +156,7 @@ async def test_the_supervisor_on_duty_hears_of_an_alert_nobody_took_within_a_min
     (told,) = world.got(boss_hook)
     assert told["type"] == "supervisor"
     assert told["alert"]["alert_id"] == ignored and told["alert"]["area"] == area
-    assert told["contact"]["name"] == "值班主管 陈"
+    assert told["contact"]["name"] == "值班长 陈"
     await world.run(600)  # once, and never about the alert an operator took
     assert len(world.got(boss_hook)) == 1
 
