@@ -157,7 +157,7 @@ def _message(row: dict[str, Any]) -> Message:
     return Message(
         notification_id=row["notification_id"], channel=row["channel"], address=row["address"],
         secret=row["secret"], language=row["language"], subject=m["subject"], text=m["text"],
-        short=m["short"], body=m["body"], ack_url=m["body"]["ack_url"],
+        short=m["short"], body=m["body"],
         reply_code=row["reply_code"] or "",
     )  # fmt: skip
 

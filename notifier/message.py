@@ -41,5 +41,8 @@ class Message:
     text: str
     short: str
     body: dict[str, Any] = field(default_factory=dict)
-    ack_url: str = ""
     reply_code: str = ""  # what an SMS reply starts with to accept ("" for other channels)
+
+    @property
+    def ack_url(self) -> str:
+        return str(self.body.get("ack_url", ""))

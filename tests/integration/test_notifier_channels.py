@@ -57,7 +57,6 @@ def _message(**changes: Any) -> Message:
         text=TEXT,
         short=SHORT,
         body=BODY,
-        ack_url=ACK_URL,
         reply_code="1",
     )
     return replace(message, **changes)

@@ -110,7 +110,7 @@ def _notification(url: str, purpose: str = "alert") -> Message:
     subject, text, short = render.texts(body)
     return Message(
         notification_id=nid, channel="webhook", address=url, secret=SECRET, language="zh-CN",
-        subject=subject, text=text, short=short, body=body, ack_url=body["ack_url"],
+        subject=subject, text=text, short=short, body=body,
     )  # fmt: skip
 
 
