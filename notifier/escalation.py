@@ -2,8 +2,8 @@
 
 Every alerts.v1 record is a prompt to look at its alert again (`sync`), never a command:
 what to do follows from the alert's status now and where its chain stands, so a record
-replayed, duplicated or read out of order (the consumer delivers at least once; records
-are deduplicated per batch by `history_id`) changes nothing twice.
+replayed, duplicated (the same `history_id` again: the consumer delivers at least once)
+or read out of order changes nothing twice; a batch's records of one alert prompt one look.
 
     alert open, no chain (or the chain ended by an acknowledgement)  start a cycle: step 0 now
     alert acknowledged, chain running                  stop: cancel what is unsent, wait for
@@ -73,12 +73,11 @@ class Escalation:
     # -- prompts from carewatch.alerts.v1 ------------------------------------------
 
     async def handle(self, batch: Batch[dict[str, Any]]) -> None:
-        """Bring each alert named in the batch up to date, once per alert."""
-        seen: dict[int, int] = {}
-        for record in batch.items:
-            alert_id, history_id = record.get("alert_id"), record.get("history_id")
-            if isinstance(alert_id, int) and isinstance(history_id, int):
-                seen[alert_id] = max(history_id, seen.get(alert_id, 0))
+        """Bring each alert named in the batch up to date, once per alert: its records
+        (however many, duplicated or replayed) all prompt the same look at the alert."""
+        seen = dict.fromkeys(
+            r["alert_id"] for r in batch.items if isinstance(r.get("alert_id"), int)
+        )
         # Alerts are independent (a transaction each): a mass event's are decided side by
         # side, not one commit after the other.
         limit = asyncio.Semaphore(_PARALLEL)
