@@ -28,14 +28,14 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 
-from alerts import store
+from alerts import partitions, store
 from api import users
 from carewatch.bench import in_a_fresh_directory, percentiles, write_report
 from carewatch.extras import needs_extra
@@ -157,6 +157,9 @@ async def _load(pool: asyncpg.Pool, plan: ApiBenchPlan) -> float:
         print(f"storing {plan.residents:,} residents and their devices…", flush=True)
         await conn.execute(_RESIDENTS, plan.residents)
         await conn.execute(_DEVICES)
+        # The events table is partitioned by day: the 30 days of history need their days.
+        today = datetime.now(UTC).date()
+        await partitions.add_days(conn, {today - timedelta(days=n) for n in range(32)}, why="bench")
         for lo in range(1, plan.events + 1, _CHUNK):
             hi = min(lo + _CHUNK - 1, plan.events)
             await conn.execute(_EVENTS, lo, hi, plan.residents, plan.events)

@@ -15,6 +15,7 @@ from carewatch import (
     alerts_cli,
     decode_cli,
     dlq_cli,
+    events_cli,
     registry_cli,
     rules_cli,
     scenario_cli,
@@ -170,6 +171,14 @@ def _parser() -> argparse.ArgumentParser:
     bench_notify.add_argument("--report", type=Path, default=Path("notify-bench-report.json"))
     bench_notify.set_defaults(run=_bench_notify)
 
+    bench_events = sub.add_parser(
+        "bench-events",
+        help="the day-partitioned events table: 10 M rows stored, a 24 h timeline read",
+    )
+    bench_events.add_argument("--small", action="store_true", help="a quick check (1 minute)")
+    bench_events.add_argument("--report", type=Path, default=Path("events-bench-report.json"))
+    bench_events.set_defaults(run=_bench_events)
+
     schema = sub.add_parser("schema", help="print the canonical event JSON Schema")
     schema.add_argument("--write", action="store_true", help=f"write it to {SCHEMA_PATH}")
     schema.set_defaults(run=_schema)
@@ -178,6 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     registry_cli.add_parsers(sub)
     decode_cli.add_parser(sub)
     dlq_cli.add_parser(sub)
+    events_cli.add_parsers(sub)
     scenario_cli.add_parser(sub)
     return parser
 
@@ -351,6 +361,15 @@ def _bench_api(args: argparse.Namespace, settings: Settings) -> int:
     setup_logging(level="WARNING", fmt="text", process_name="bench-api")
     plan = ApiBenchPlan.small() if args.small else ApiBenchPlan()
     return run_bench_api(plan, report=args.report)
+
+
+def _bench_events(args: argparse.Namespace, _settings: Settings) -> int:
+    from carewatch.bench_events import EventsBenchPlan, run_bench_events
+    from plumbing.logs import setup_logging
+
+    setup_logging(level="WARNING", fmt="text", process_name="bench-events")
+    plan = EventsBenchPlan.small() if args.small else EventsBenchPlan()
+    return run_bench_events(plan, report=args.report)
 
 
 def _host_port(text: str) -> tuple[str, int]:

@@ -23,7 +23,7 @@ from alerts.reconcile import reconcile
 from alerts.resident_config import ResidentConfigs
 from alerts.rule_state import RuleStateStore
 from alerts.rules_worker import RulesWorker
-from alerts.telemetry import TelemetryWriter
+from alerts.telemetry import MAINTENANCE_INTERVAL_S, PartitionMaintenance, TelemetryWriter
 from api.app import create_app
 from api.feed import AlertFeed
 from carewatch.broker_accounts import accounts_for
@@ -247,32 +247,48 @@ class TelemetryParts:
 
     dead_letters: DeadLetters
     consumer: BatchConsumer[Event]
+    partitions: Ticker
 
     def components(self) -> list[Component]:
-        return [self.dead_letters, self.consumer]
+        return [self.dead_letters, self.consumer, self.partitions]
 
     def health(self) -> dict[str, Any]:
-        return _health(self.consumer, dead_letters=self.dead_letters)
+        return _health(self.consumer, dead_letters=self.dead_letters, partitions=self.partitions)
 
 
-def telemetry_parts(settings: Settings, pool: asyncpg.Pool) -> TelemetryParts:
+def telemetry_parts(
+    settings: Settings, pool: asyncpg.Pool, *, clock: Callable[[], datetime] | None = None
+) -> TelemetryParts:
     """The telemetry process as `carewatch telemetry` runs it (the tests build theirs here
     too). A row PostgreSQL refuses costs that row, not the batch: the consumer applies a
-    failing batch in halves down to the record, which goes to the dead-letter topic."""
+    failing batch in halves down to the record, which goes to the dead-letter topic. A row
+    of a day without a partition is not refused: the day is added (alerts/partitions.py),
+    and a ticker adds days ahead and drops those past CAREWATCH_RETENTION_DAYS."""
     bootstrap = settings.require_kafka_bootstrap()
     dead_letters = DeadLetters(bootstrap=bootstrap, client_id=f"{settings.telemetry_group}-dlq")
+    clock = clock or _utcnow
+    writer = TelemetryWriter(pool=pool, retention_days=settings.retention_days, clock=clock)
     consumer = BatchConsumer(
         name="telemetry",
         bootstrap=bootstrap,
         group_id=settings.telemetry_group,
         topic=EVENTS_TOPIC,
         decode=event_from_json,
-        handler=TelemetryWriter(pool=pool).handle,
+        handler=writer.handle,
         max_records=settings.batch_max_records,
         on_poison=dead_letters.poison,
         stall_after_s=settings.worker_stall_after_s,
     )
-    return TelemetryParts(dead_letters, consumer)
+    maintenance = PartitionMaintenance(
+        pool=pool, retention_days=settings.retention_days, clock=clock
+    )
+    partitions = Ticker(
+        name="event-partitions",
+        tick=maintenance.tick,
+        interval=MAINTENANCE_INTERVAL_S,
+        transient=TRANSIENT,
+    )
+    return TelemetryParts(dead_letters, consumer, partitions)
 
 
 async def build_telemetry(settings: Settings, stack: AsyncExitStack) -> Running:

@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     rules_tick_s: float = Field(60.0, gt=0, description="how often the timer rules run")
     telemetry_group: str = "carewatch-telemetry"
     batch_max_records: int = Field(5000, ge=1)
+    # Whole UTC days of device time, dropped by the telemetry worker (docs/events-storage.md).
+    retention_days: int = Field(
+        400, ge=0, description="days of events kept (whole days dropped after); 0 = forever"
+    )
     reconcile_interval_s: float = Field(
         60.0, gt=0, description="how often stored alarms are checked for their alerts"
     )
