@@ -31,7 +31,7 @@ __all__ = [
 # network-server integrations publish TTN / ChirpStack uplinks.
 ROLE_TOPICS: dict[str, tuple[tuple[str, str], ...]] = {
     "ingest": (("read", "#"),),
-    "gateway": (("write", "carewatch/v1/watch/+/up"),),
+    "gateway": (("write", "carewatch/v1/watch/+/up"), ("write", "carewatch/v1/watch/+/alarm")),
     "lorawan": (("write", "v3/+/devices/+/up"), ("write", "application/+/device/+/event/up")),
 }
 

@@ -35,6 +35,7 @@ class Reason(StrEnum):
     INVALID_TIMESTAMP = "invalid_timestamp"
     INVALID_MSG_ID = "invalid_msg_id"
     DEVICE_MISMATCH = "device_mismatch"
+    NOT_AN_ALARM = "not_an_alarm"  # another kind on a topic that carries alarms only
     # Binary and vendor formats (watch, LoRaWAN, OwnTracks):
     INVALID_FRAME = "invalid_frame"  # framing/header broken: brackets, length, separators
     INVALID_ENCODING = "invalid_encoding"  # bad base64 / hex / text encoding

@@ -300,8 +300,10 @@ def make_event(
 
 
 def event_to_json(event: Event) -> bytes:
-    """The wire form on `carewatch.events.v1`: one JSON object, absent fields left out."""
-    return orjson.dumps(event.model_dump(mode="json", exclude_none=True))
+    """The wire form on `carewatch.events.v1`: one JSON object, absent fields left out.
+    pydantic's own serializer writes the bytes directly (no dict in between: ingest and
+    telemetry do this for every event)."""
+    return event.__pydantic_serializer__.to_json(event, exclude_none=True)
 
 
 def event_from_json(raw: bytes | str) -> Event:

@@ -25,7 +25,10 @@ class Delivery:
 
 
 class AckSequencer:
-    def __init__(self, ack: Callable[[Any, int], bool]) -> None:
+    """`ack` is given each run of deliveries that became ackable at once, in order (one
+    write of PUBACKs for the lot)."""
+
+    def __init__(self, ack: Callable[[list[Delivery]], object]) -> None:
         self._ack = ack
         self._order: deque[Delivery] = deque()
 
@@ -37,14 +40,15 @@ class AckSequencer:
     def done(self, delivery: Delivery) -> int:
         """Mark one delivery done; ack every done delivery at the head. Returns how many."""
         delivery.done = True
-        acked = 0
-        while self._order and self._order[0].done:
-            head = self._order.popleft()
-            # False means its connection is gone: the broker will redeliver it, and the
-            # event ids make the second copy harmless.
-            self._ack(head.message, head.generation)
-            acked += 1
-        return acked
+        order = self._order
+        ready = []
+        while order and order[0].done:
+            ready.append(order.popleft())
+        if ready:
+            # Those of a connection that is gone are not acked: the broker redelivers them,
+            # and the event ids make the second copy harmless.
+            self._ack(ready)
+        return len(ready)
 
     def __len__(self) -> int:
         return len(self._order)

@@ -3,7 +3,8 @@
 Per connection, in order, for every frame the `FrameSplitter` cuts from the stream:
   1. parse it; the first frame names the device, a frame naming another device closes
      the connection (one socket is one watch; anything else is a bug or an impostor);
-  2. publish the raw frame, exactly as received, to `carewatch/v1/watch/{device}/up` with
+  2. publish the raw frame, exactly as received, to `carewatch/v1/watch/{device}/up` (alarm
+     frames to `.../alarm`, which ingest reads on a session of its own) with
      QoS 1 and wait for the broker's PUBACK;
   3. only then send the reply the watch waits for (`reply_for`: LK, AL...).
 A watch repeats what is not acknowledged (an AL until it gets its AL), so a frame the
@@ -29,7 +30,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from devices.codecs.watch import topic_for
+from devices.codecs.watch import alarm_topic_for, topic_for
 from devices.codecs.watch_frames import (
     MAX_FRAME_BYTES,
     Frame,
@@ -251,7 +252,7 @@ class WatchGateway(Component):
     ) -> str | None:
         assert conn.device_id is not None
         try:
-            publish = self._mqtt.publish(topic_for(conn.device_id), raw, qos=1)
+            publish = self._mqtt.publish(_topic(conn.device_id, frame), raw, qos=1)
             await asyncio.wait_for(publish, self._publish_timeout)
         except (MqttError, TimeoutError) as exc:
             log.warning(
@@ -312,6 +313,14 @@ class WatchGateway(Component):
             "watch connection closed",
             extra={"peer": conn.peer, "device_id": conn.device_id, "reason": reason},
         )
+
+
+def _topic(device_id: str, frame: Frame | None) -> str:
+    """Alarm frames (AL, AL_LTE, ALCUSTOMER1) go to the alarm topic, which ingest reads on
+    a session of its own; everything else, frames that do not parse included, to `up`."""
+    if frame is not None and frame.content_type.upper().startswith("AL"):
+        return alarm_topic_for(device_id)
+    return topic_for(device_id)
 
 
 def _split(splitter: FrameSplitter, data: bytes) -> tuple[list[bytes], bool]:

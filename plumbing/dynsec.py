@@ -23,10 +23,9 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
-import paho.mqtt.client as paho
 
 from plumbing.component import Component
-from plumbing.mqtt import MqttClient, MqttError
+from plumbing.mqtt import MqttClient, MqttError, Received
 
 __all__ = [
     "ADMIN_ROLE",
@@ -222,7 +221,7 @@ class DynsecClient(Component):
         )
         return existed
 
-    def _answered(self, message: paho.MQTTMessage, _generation: int) -> None:
+    def _answered(self, message: Received, _generation: int) -> None:
         try:
             answers = orjson.loads(message.payload).get("responses", [])
         except (orjson.JSONDecodeError, AttributeError):

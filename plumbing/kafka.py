@@ -63,7 +63,9 @@ async def ensure_topics(bootstrap: str, *, partitions: int, replication_factor: 
             log.info("created topic %s (%d partitions)", name, wanted[name])
 
 
-def make_producer(bootstrap: str, *, client_id: str = "carewatch") -> AIOKafkaProducer:
+def make_producer(
+    bootstrap: str, *, client_id: str = "carewatch", linger_ms: int = 5
+) -> AIOKafkaProducer:
     """A producer whose acknowledged writes are on every in-sync replica.
 
     No idempotence: tansu has none, and redelivery is already handled downstream by the
@@ -74,7 +76,7 @@ def make_producer(bootstrap: str, *, client_id: str = "carewatch") -> AIOKafkaPr
         client_id=client_id,
         partitioner=CachedPartitioner(),
         acks="all",
-        linger_ms=5,
+        linger_ms=linger_ms,
         max_batch_size=131072,
         request_timeout_ms=30000,
     )

@@ -5,6 +5,16 @@ over the GIL (DESIGN.md, "Measured"). Here paho's socket is registered with the 
 (`add_reader` / `add_writer`), so one thread does all the work and paho's callbacks run on
 the loop, where they may touch asyncio objects directly.
 
+Three hot paths bypass parts of paho, because a subscriber like ingest pays them per
+message (paho's own path costs tens of µs per message on a small machine; DESIGN.md,
+"Measured"): the socket is read 64 KiB at a time and every packet in it is handled in one
+wake-up of the loop (paho reads a subscriber's socket a few bytes per system call, one
+packet per wake-up); a PUBLISH arrives as a small `Received` (no MQTTMessage, no MQTT 5
+property objects, no topic-filter callback matching); and `ack_many` sends a run of
+PUBACKs as one write. They use paho internals (`_sock_recv`, `_handle_publish`,
+`_in_packet`, `_packet_queue`) and are covered by tests against a real broker, MQTT 5
+and 3.1.1 (tests/integration/test_mqtt_client.py); paho-mqtt is pinned below 2.3.
+
 Every (re)connection gets a new `generation`. A message received on one connection can
 only be acknowledged on that connection: packet ids are per connection, and acking a stale
 id on a new connection would acknowledge a *different* message. `ack()` therefore drops
@@ -15,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
@@ -29,11 +39,25 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from plumbing.backoff import Backoff
 from plumbing.component import Component
 
-__all__ = ["MqttClient", "MqttError", "MqttTarget", "parse_mqtt_url", "with_login"]
+__all__ = ["MqttClient", "MqttError", "MqttTarget", "Received", "parse_mqtt_url", "with_login"]
 
 log = logging.getLogger(__name__)
 
-MessageHandler = Callable[[paho.MQTTMessage, int], None]
+
+@dataclass(slots=True)
+class Received:
+    """A PUBLISH as a subscriber needs it (what paho's MQTTMessage has, less its cost)."""
+
+    topic: str
+    payload: bytes
+    mid: int  # packet id, for the PUBACK (0 at QoS 0)
+    qos: int
+    retain: bool
+
+
+MessageHandler = Callable[[Received, int], None]
+_PUBACK = 0x40
+_READ_SIZE = 65536
 
 
 class MqttError(Exception):
@@ -175,12 +199,23 @@ class MqttClient(Component):
 
     # -- operations --------------------------------------------------------------
 
-    def ack(self, message: paho.MQTTMessage, generation: int) -> bool:
+    def ack(self, message: Received, generation: int) -> bool:
         """Acknowledge a QoS 1 message; False (and nothing sent) if its connection is gone."""
+        return self.ack_many([message], generation) == 1
+
+    def ack_many(self, messages: Iterable[Received], generation: int) -> int:
+        """Acknowledge QoS 1 messages received on connection `generation`, in this order,
+        in one write; returns how many were sent (0 if that connection is gone: the broker
+        redelivers them, and acking their packet ids on another connection would
+        acknowledge other messages)."""
         if generation != self.generation or self._client is None or not self.connected:
-            return False
-        self._client.ack(message.mid, message.qos)
-        return True
+            return 0
+        mids = [m.mid for m in messages if m.qos == 1]
+        if mids:
+            # PUBACK without reason code (success; MQTT 5 allows it), one packet after another.
+            acks = b"".join(b"\x40\x02" + mid.to_bytes(2, "big") for mid in mids)
+            self._client._packet_queue(_PUBACK, acks, 0, 0)
+        return len(mids)
 
     async def publish(
         self, topic: str, payload: bytes, qos: int = 1, *, retain: bool = False
@@ -201,7 +236,7 @@ class MqttClient(Component):
     # -- paho wiring -------------------------------------------------------------
 
     def _make_client(self) -> paho.Client:
-        client = paho.Client(
+        client = _Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=self._client_id,
             protocol=paho.MQTTv5 if self._v5 else paho.MQTTv311,
@@ -224,7 +259,7 @@ class MqttClient(Component):
         client.on_publish = self._on_publish
         client.on_subscribe = self._on_subscribe
         if self._on_message is not None:
-            client.on_message = self._dispatch
+            client.on_received = self._dispatch
         return client
 
     def _connect_properties(self) -> Properties | None:
@@ -255,16 +290,16 @@ class MqttClient(Component):
         self._client.connect(self._target.host, self._target.port, **kwargs)
 
     def _on_socket_open(self, client: paho.Client, _ud: Any, sock: Any) -> None:
-        assert self._loop is not None
+        assert self._loop is not None and isinstance(client, _Client)
         self._loop.add_reader(sock, self._readable, client, sock)
 
     @staticmethod
-    def _readable(client: paho.Client, sock: Any) -> None:
+    def _readable(client: _Client, sock: Any) -> None:
         client.loop_read()
-        # TLS decrypts ahead: bytes already read from the socket may wait in the TLS
-        # buffer, and the socket would not be readable again to say so.
+        # Every packet already read (ours: `_Client._sock_recv` reads ahead), and for TLS
+        # every byte already decrypted: the socket would not be readable again to say so.
         pending = getattr(sock, "pending", None)
-        while pending is not None and pending() and client.socket() is sock:
+        while client.socket() is sock and (client.read_ahead or (pending and pending())):
             client.loop_read()
 
     def _on_socket_close(self, _client: paho.Client, _ud: Any, sock: Any) -> None:
@@ -331,7 +366,7 @@ class MqttClient(Component):
         if not self._unacked_subscribes:
             self._subscribed.set()
 
-    def _dispatch(self, _client: paho.Client, _ud: Any, message: paho.MQTTMessage) -> None:
+    def _dispatch(self, message: Received) -> None:
         assert self._on_message is not None
         self._on_message(message, self.generation)
 
@@ -357,3 +392,74 @@ class MqttClient(Component):
                     "mqtt reconnect failed",
                     extra={"attempt": backoff.failures, "error": str(exc)},
                 )
+
+
+class _Client(paho.Client):
+    """paho's client with a lean path for incoming QoS 0 and 1 PUBLISH packets: parsed
+    here into a `Received` and handed to `on_received` (QoS 2, which carewatch does not
+    use, and clients without `on_received` take paho's own path). With manual acks paho
+    sends no PUBACK itself for them either; `MqttClient.ack_many` does."""
+
+    on_received: Callable[[Received], None] | None = None
+    _ahead = b""  # read from the socket, not yet taken by paho
+    _taken = 0
+
+    @property
+    def read_ahead(self) -> bool:
+        return self._taken < len(self._ahead)
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        """paho asks for 1 byte (a packet type), then the length byte by byte, then the
+        rest: one system call each. Read 64 KiB when nothing is ahead, and serve from it."""
+        if self._taken >= len(self._ahead):
+            data = super()._sock_recv(max(bufsize, _READ_SIZE))
+            if len(data) <= bufsize:
+                return data  # all of it, or b"" (the broker closed the connection)
+            self._ahead, self._taken = data, 0
+        chunk = self._ahead[self._taken : self._taken + bufsize]
+        self._taken += len(chunk)
+        return chunk
+
+    def _sock_close(self) -> None:
+        self._ahead, self._taken = b"", 0  # a new connection starts with nothing ahead
+        super()._sock_close()
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        header, packet = self._in_packet["command"], self._in_packet["packet"]
+        qos = (header & 0x06) >> 1
+        if qos == 2 or self.on_received is None:
+            return super()._handle_publish()
+        try:
+            received = _parse_publish(header, bytes(packet), qos, self._protocol == paho.MQTTv5)
+        except (IndexError, UnicodeDecodeError, ValueError):
+            return MQTTErrorCode.MQTT_ERR_PROTOCOL  # paho closes the connection
+        self.on_received(received)
+        if qos == 1 and not self._manual_ack:
+            return self._send_puback(received.mid)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+
+def _parse_publish(header: int, packet: bytes, qos: int, v5: bool) -> Received:
+    """A PUBLISH's variable header and payload (MQTT 3.1.1 / 5, section 3.3)."""
+    end = 2 + int.from_bytes(packet[:2], "big")
+    if end > len(packet):
+        raise ValueError("topic runs past the packet")
+    topic = packet[2:end].decode()
+    mid = 0
+    if qos:
+        mid, end = int.from_bytes(packet[end : end + 2], "big"), end + 2
+    if v5:  # skip the properties: a variable byte integer length, then that many bytes
+        length, shift = 0, 0
+        while True:
+            byte = packet[end]
+            end += 1
+            length |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                break
+            shift += 7
+            if shift > 21:
+                raise ValueError("property length longer than 4 bytes")
+        end += length
+    if end > len(packet) or not topic:  # no topic alias: we never allow the broker any
+        raise ValueError("malformed PUBLISH")
+    return Received(topic, packet[end:], mid, qos, bool(header & 0x01))

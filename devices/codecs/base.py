@@ -81,3 +81,7 @@ class Codec:
     # ingest handles such messages before ordinary ones waiting (ingest/work_queue.py).
     # A false positive costs nothing; a miss only leaves the message in arrival order.
     urgent: Callable[[bytes], bool] | None = None
+    # Filters of the topics this format's alarms travel on, where it has them: ingest reads
+    # them on an MQTT session of its own, so the broker's queue of ordinary messages for
+    # ingest can never hold an alarm back. `device_from_topic` names their devices too.
+    alarm_subscriptions: tuple[str, ...] = ()

@@ -1,6 +1,8 @@
 """The native v1 format (docs/native-format.md): carewatch's own JSON, for vendors who can.
 
-Topic `carewatch/v1/devices/{device_id}/up`; payload one JSON object or an array of them,
+Topic `carewatch/v1/devices/{device_id}/up`, and `.../alarm` for `sos` and `fall` only (read
+by ingest on a session of its own, never queued behind telemetry); payload one JSON object
+or an array of them,
 each `{"kind": ..., "ts": ..., <kind fields>, "msg_id"?: ..., "device_id"?: ...}`. A bad
 element of an array is rejected alone: the valid elements next to it still go through. An
 `sos` or `fall` is never rejected for a side field (time, position, msg_id, a field it does
@@ -20,11 +22,11 @@ from devices.codecs.salvage import Dropped, make_alarm
 from devices.errors import DecodeError, Reason
 from devices.events import ALARM_KINDS, COMMON_FIELDS, KINDS, Event, make_event
 
-__all__ = ["CODEC", "MAX_BATCH", "decode", "device_from_topic", "topic_for"]
+__all__ = ["CODEC", "MAX_BATCH", "alarm_topic_for", "decode", "device_from_topic", "topic_for"]
 
 NAME = "native"
 MAX_BATCH = 500
-_TOPIC = re.compile(r"carewatch/v1/devices/([A-Za-z0-9][A-Za-z0-9._:-]{0,63})/up")
+_TOPIC = re.compile(r"carewatch/v1/devices/([A-Za-z0-9][A-Za-z0-9._:-]{0,63})/(?:up|alarm)")
 # Keys of the envelope, which are not kind fields.
 _ENVELOPE = frozenset({"kind", "ts", "msg_id", "device_id"})
 # What carewatch sets: never taken from a device.
@@ -35,30 +37,39 @@ def topic_for(device_id: str) -> str:
     return f"carewatch/v1/devices/{device_id}/up"
 
 
+def alarm_topic_for(device_id: str) -> str:
+    return f"carewatch/v1/devices/{device_id}/alarm"
+
+
 def device_from_topic(topic: str) -> str | None:
     match = _TOPIC.fullmatch(topic)
     return match.group(1) if match else None
 
 
-def decode(payload: bytes, device_id: str, received_at: datetime) -> Decoded:
+def decode(
+    payload: bytes, device_id: str, received_at: datetime, *, alarms_only: bool = False
+) -> Decoded:
+    """`alarms_only`: it came on the alarm topic, where any other kind is refused."""
     doc = load_json(NAME, payload)
     if isinstance(doc, dict):
-        return _decode_items([doc], device_id, received_at, batch=False)
+        return _decode_items([doc], device_id, received_at, batch=False, alarms_only=alarms_only)
     if not isinstance(doc, list):
         raise DecodeError(NAME, Reason.NOT_AN_OBJECT, f"want an object or array, got {_type(doc)}")
     if len(doc) > MAX_BATCH:
         raise DecodeError(NAME, Reason.BATCH_TOO_LARGE, f"{len(doc)} elements > {MAX_BATCH}")
-    return _decode_items(doc, device_id, received_at, batch=True)
+    return _decode_items(doc, device_id, received_at, batch=True, alarms_only=alarms_only)
 
 
 def _decode_items(
-    items: list[Any], device_id: str, received_at: datetime, *, batch: bool
+    items: list[Any], device_id: str, received_at: datetime, *, batch: bool, alarms_only: bool
 ) -> Decoded:
     """Each element on its own: whatever fails in one is that element's reject."""
     out = Decoded()
     for index, item in enumerate(items):
         at = index if batch else None
         try:
+            if alarms_only:
+                _refuse_unless_alarm(item)
             event, salvaged = _decode_guarded(item, device_id, received_at, at)
         except DecodeError as err:
             if not batch:
@@ -89,6 +100,14 @@ def _decode_guarded(
             NAME, device_id=device_id, kind=kind, ts=None, received_at=received_at,
             fields={}, dropped=dropped, index=index,
         )  # fmt: skip
+
+
+def _refuse_unless_alarm(item: Any) -> None:
+    """The alarm topic jumps every queue; what is not an alarm may not use it."""
+    kind = item.get("kind") if isinstance(item, dict) else None
+    if kind not in ALARM_KINDS:
+        detail = f"{kind!r} on the alarm topic, which carries sos and fall only: send it to /up"
+        raise DecodeError(NAME, Reason.NOT_AN_ALARM, detail)
 
 
 def _is_alarm(item: Any, device_id: str) -> bool:
@@ -220,8 +239,13 @@ def _type(value: Any) -> str:
     return type(value).__name__ if value is not None else "null"
 
 
+def _own_topics(device_id: str) -> tuple[str, ...]:
+    return topic_for(device_id), alarm_topic_for(device_id)
+
+
 def _decode_message(message: Message) -> Decoded:
-    return decode(message.payload, message.device_id, message.received_at)
+    alarms_only = message.topic.endswith("/alarm")
+    return decode(message.payload, message.device_id, message.received_at, alarms_only=alarms_only)
 
 
 CODEC = Codec(
@@ -229,6 +253,7 @@ CODEC = Codec(
     subscriptions=("carewatch/v1/devices/+/up",),
     device_from_topic=device_from_topic,
     decode=_decode_message,
-    broker_account=lambda device_id: (device_id, (topic_for(device_id),)),
+    broker_account=lambda device_id: (device_id, _own_topics(device_id)),
     urgent=lambda payload: b'"sos"' in payload or b'"fall"' in payload,
+    alarm_subscriptions=("carewatch/v1/devices/+/alarm",),
 )

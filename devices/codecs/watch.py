@@ -61,6 +61,7 @@ __all__ = [
     "STATUS_POWER_CUT",
     "STATUS_REMOVED",
     "STATUS_SOS",
+    "alarm_topic_for",
     "decode",
     "decode_frame",
     "device_from_topic",
@@ -93,7 +94,7 @@ ALARM_BITS = (
     | (0x7F << 16)  # bits 16-22
 )
 
-_TOPIC = re.compile(rf"carewatch/v1/watch/({DEVICE_ID})/up")
+_TOPIC = re.compile(rf"carewatch/v1/watch/({DEVICE_ID})/(?:up|alarm)")
 _NUMBER = re.compile(r"\s*(-?\d+(?:\.\d*)?)\s*")
 _HEX = re.compile(r"\s*([0-9A-Fa-f]{1,8})\s*")
 _POSITION_FIELDS = 16  # date .. status
@@ -102,6 +103,11 @@ _ALARM_KINDS = ("sos", "fall")
 
 def topic_for(device_id: str) -> str:
     return f"carewatch/v1/watch/{device_id}/up"
+
+
+def alarm_topic_for(device_id: str) -> str:
+    """Where the gateway publishes a watch's alarm frames (AL, AL_LTE, ALCUSTOMER1)."""
+    return f"carewatch/v1/watch/{device_id}/alarm"
 
 
 def device_from_topic(topic: str) -> str | None:
@@ -472,4 +478,5 @@ CODEC = Codec(
     broker_account=None,  # watches speak TCP to ingest.watch_gateway, not MQTT
     device_ids=re.compile(DEVICE_ID),
     urgent=lambda payload: b"*AL" in payload,  # AL, AL_LTE, ALCUSTOMER1: alarm frames
+    alarm_subscriptions=("carewatch/v1/watch/+/alarm",),
 )

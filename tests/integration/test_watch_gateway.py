@@ -65,6 +65,10 @@ async def running_gateway(mqtt: MqttClient, **options: Any) -> AsyncIterator[Wat
         yield gateway
 
 
+def _both_topics(device_id: str) -> str:
+    return watch.topic_for(device_id).removesuffix("/up") + "/+"
+
+
 class Subscriber:
     """A separate MQTT client (ingest's account: it reads) that records what reaches the
     watch topics. `prober` (the gateway's account: it writes watch topics) checks that the
@@ -103,7 +107,13 @@ class Subscriber:
         await eventually(probe, within=WITHIN)
 
     def frames(self, device_id: str) -> list[bytes]:
-        return [payload for topic, payload in self.received if topic == watch.topic_for(device_id)]
+        """What reached the device's topics, `up` and `alarm`, in the order it came."""
+        mine = (watch.topic_for(device_id), watch.alarm_topic_for(device_id))
+        return [payload for topic, payload in self.received if topic in mine]
+
+    def topics(self, device_id: str) -> list[str]:
+        """Which of the device's topics each frame came on (`up` or `alarm`)."""
+        return [t.rsplit("/", 1)[1] for t, _ in self.received if f"/{device_id}/" in t]
 
     async def wait_frames(self, device_id: str, count: int) -> list[bytes]:
         async def probe() -> list[bytes] | None:
@@ -157,7 +167,7 @@ async def test_lk_and_a_no_fix_sos_are_published_then_acknowledged(
     encoder = WatchEncoder(watch_id, maker="3G")
     lk, sos = encoder.link(steps=120, rolls=0, battery=80), encoder.alarm(WHEN, sos=True)
     async with (
-        Subscriber(stack, watch.topic_for(watch_id), mqtt) as subscriber,
+        Subscriber(stack, _both_topics(watch_id), mqtt) as subscriber,
         running_gateway(mqtt) as gateway,
         WatchSocket.connect(gateway) as sock,
     ):
@@ -167,6 +177,8 @@ async def test_lk_and_a_no_fix_sos_are_published_then_acknowledged(
             f"[3G*{watch_id}*0002*AL]".encode(),
         ]
         assert await subscriber.wait_frames(watch_id, 2) == [lk, sos]
+        # The alarm on the topic ingest reads on a session of its own, never behind telemetry.
+        assert subscriber.topics(watch_id) == ["up", "alarm"]
         assert gateway.health()["ok"] and watch_id in gateway.connections
 
     (event, *_) = watch.decode(sos, watch_id, datetime.now(UTC)).events
@@ -179,7 +191,7 @@ async def test_a_broken_frame_goes_on_to_ingest_for_the_dead_letters(
     encoder = WatchEncoder(watch_id, maker="3G")
     lk, broken = encoder.link(), build_frame("3G", watch_id, b"U D,221126")  # bad type
     async with (
-        Subscriber(stack, watch.topic_for(watch_id), mqtt) as subscriber,
+        Subscriber(stack, _both_topics(watch_id), mqtt) as subscriber,
         running_gateway(mqtt) as gateway,
         WatchSocket.connect(gateway) as sock,
     ):
@@ -198,7 +210,7 @@ async def test_an_indexed_watch_writing_in_pieces(
     frames = [encoder.link(), encoder.alarm(WHEN, fall=True, fix=Fix(22.536207, 113.938673))]
     stream = b"".join(frames)
     async with (
-        Subscriber(stack, watch.topic_for(watch_id), mqtt) as subscriber,
+        Subscriber(stack, _both_topics(watch_id), mqtt) as subscriber,
         running_gateway(mqtt) as gateway,
         WatchSocket.connect(gateway) as sock,
     ):
@@ -268,7 +280,7 @@ async def test_an_oversized_frame_closes_the_connection(
     sos = WatchEncoder(watch_id).alarm(WHEN, sos=True)
     before = _closed("frame_too_large")
     async with (
-        Subscriber(stack, watch.topic_for(watch_id), mqtt) as subscriber,
+        Subscriber(stack, _both_topics(watch_id), mqtt) as subscriber,
         running_gateway(mqtt, max_frame_bytes=256) as gateway,
         WatchSocket.connect(gateway) as sock,
     ):

@@ -34,7 +34,8 @@ def test_the_file_holds_every_account_bound_and_disabled_as_registered() -> None
     assert clients[ADMIN_USER]["roles"] == [{"rolename": ADMIN_ROLE}]
     roles = {r["rolename"]: r["acls"] for r in config["roles"]}
     assert roles["device:w-1"] == [
-        {"acltype": "publishClientSend", "topic": "carewatch/v1/devices/w-1/up", "allow": True}
+        {"acltype": "publishClientSend", "topic": "carewatch/v1/devices/w-1/up", "allow": True},
+        {"acltype": "publishClientSend", "topic": "carewatch/v1/devices/w-1/alarm", "allow": True},
     ]
     assert {a["acltype"] for a in roles["service:ingest"]} == {
         "subscribePattern",

@@ -31,7 +31,10 @@ def test_secrets_are_random_and_never_stored_plain() -> None:
 def test_a_device_account_writes_only_its_topics_under_its_own_client_id() -> None:
     account = device_account("watch-7", "native", "watch-7", "$7$h")
     assert account is not None
-    assert account.rules == (("write", "carewatch/v1/devices/watch-7/up"),)
+    assert account.rules == (
+        ("write", "carewatch/v1/devices/watch-7/up"),
+        ("write", "carewatch/v1/devices/watch-7/alarm"),  # sos and fall, on their own session
+    )
     assert (account.client_id, account.role, account.enabled) == ("watch-7", "device:watch-7", True)
     assert device_account("8600000000001", "watch", "x") is None  # watches use the gateway
 

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from devices.codecs import native
+from devices.codecs.base import Message
 from devices.errors import DecodeError, Reason
 
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
@@ -265,3 +266,24 @@ def test_a_decoder_bug_costs_one_element_and_never_an_alarm(
         (Reason.INTERNAL_ERROR, 0),
         (Reason.SALVAGED_ALARM, 1),
     ]
+
+
+def test_the_alarm_topic_names_its_device_and_carries_alarms_only() -> None:
+    topic = native.alarm_topic_for("watch-1")
+    assert topic == "carewatch/v1/devices/watch-1/alarm"
+    assert native.device_from_topic(topic) == "watch-1"
+    assert native.CODEC.alarm_subscriptions == ("carewatch/v1/devices/+/alarm",)
+    batch = b'[{"kind": "sos"}, {"kind": "heartbeat"}, {"kind": "fall", "lat": "bad"}]'
+    message = Message(batch, topic, "watch-1", datetime.now(UTC))
+    decoded = native.CODEC.decode(message)
+    assert [e.kind for e in decoded.events] == ["sos", "fall"]  # the fall salvaged
+    refused = [r for r in decoded.rejects if r.reason == Reason.NOT_AN_ALARM]
+    assert [r.index for r in refused] == [1]
+    with pytest.raises(DecodeError) as err:
+        native.CODEC.decode(Message(b'{"kind": "vitals"}', topic, "watch-1", datetime.now(UTC)))
+    assert err.value.reason == Reason.NOT_AN_ALARM
+    # The same on `up` is fine.
+    up = Message(
+        b'{"kind": "heartbeat"}', native.topic_for("watch-1"), "watch-1", datetime.now(UTC)
+    )
+    assert [e.kind for e in native.CODEC.decode(up).events] == ["heartbeat"]
