@@ -34,6 +34,9 @@ class RuleStateStore:
         self._topic = topic
         self._states: dict[str, dict[str, Any]] = {}
         self._partition_of: dict[str, int] = {}
+        # Per owned partition, the next offset to apply, as stored (unknown until a first
+        # save if nothing was stored yet).
+        self._next: dict[int, int] = {}
         self.owned: set[int] = set()
         # Held by whoever reads or changes states (a batch, a tick, a rebalance), so a
         # partition is handed over only after the work on it is stored.
@@ -46,9 +49,20 @@ class RuleStateStore:
             self._partition_of[device_id] = partition
         return self._states.get(device_id, {})
 
-    def put(self, states: dict[str, dict[str, Any]]) -> None:
-        """Adopt states that `save` has stored (after its transaction committed)."""
+    def put(self, states: dict[str, dict[str, Any]], offsets: dict[int, int] | None = None) -> None:
+        """Adopt states and offsets that `save` has stored (after its transaction committed)."""
         self._states.update(states)
+        for partition, offset in (offsets or {}).items():
+            if partition in self.owned:
+                self._next[partition] = offset
+
+    def applied(self, partition: int, offset: int) -> bool:
+        """Whether the record at `offset` is before the partition's stored position, i.e.
+        applied already. A batch fetched before a rebalance that gave its partition back
+        to this worker is applied, and then fetched again from the position loaded on
+        assignment: its second copy must change nothing."""
+        position = self._next.get(partition)
+        return position is not None and offset < position
 
     def devices(self) -> list[str]:
         """The devices whose state this worker holds (for timers)."""
@@ -68,6 +82,9 @@ class RuleStateStore:
         for row in rows:
             self._states[row["device_id"]] = orjson.loads(row["state"])
             self._partition_of[row["device_id"]] = row["partition"]
+        for partition in partitions:
+            self._next.pop(partition, None)
+        self._next.update({r["partition"]: r["next_offset"] for r in offsets})
         self.owned |= partitions
         log.info("rule state loaded", extra={"devices": len(rows), "partitions": len(partitions)})
         return {r["partition"]: r["next_offset"] for r in offsets}
@@ -78,6 +95,8 @@ class RuleStateStore:
             for device_id in gone:
                 self._states.pop(device_id, None)
                 self._partition_of.pop(device_id, None)
+            for partition in partitions:
+                self._next.pop(partition, None)
             self.owned -= partitions
 
     async def save(

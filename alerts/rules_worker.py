@@ -62,10 +62,12 @@ class RulesWorker:
             work: States = {}
             decisions: list[Decision] = []
             owned = self._store.owned  # a rebalance may have taken partitions since the fetch
-            for n, (event, partition) in enumerate(zip(batch.items, batch.partitions, strict=True)):
+            applied = self._store.applied  # ... or given them back, loading older positions
+            for n, (event, record) in enumerate(zip(batch.items, batch.sources, strict=True)):
                 if n % YIELD_EVERY == YIELD_EVERY - 1:
                     await asyncio.sleep(0)  # the alarm lane shares this loop
-                if partition not in owned:
+                partition = record.partition
+                if partition not in owned or applied(partition, record.offset):
                     continue
                 device = event.device_id
                 if device not in work:
@@ -73,7 +75,9 @@ class RulesWorker:
                 ctx = Context(now=now, config=self._configs.for_device(device))
                 for rule in self._rules:
                     decisions += rule.evaluate(event, work[device].setdefault(rule.name, {}), ctx)
-            offsets = {p: o for p, o in batch.offsets.items() if p in owned}
+            offsets = {
+                p: o for p, o in batch.offsets.items() if p in owned and not applied(p, o - 1)
+            }
             await self._commit(decisions, work, offsets)
 
     async def tick(self) -> None:
@@ -113,7 +117,7 @@ class RulesWorker:
         async with self._pool.acquire() as conn, conn.transaction():
             changes += await apply_decisions(conn, rest)
             await self._store.save(conn, work, offsets)
-        self._store.put(work)
+        self._store.put(work, offsets)
         for change in changes:
             log_change(change)
 

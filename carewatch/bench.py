@@ -5,7 +5,8 @@ its own process), registers a fleet of load devices (each with its own broker ac
 MQTT connection) and, per step of offered load:
 
 - offers the rate for `step_s` seconds (simulators/load.py) and injects SOS presses, each
-  from a device of its own, spread over the step;
+  from a device of its own, spread over the step, on the alarm topic
+  (`carewatch/v1/devices/{id}/alarm`, which ingest reads on a session of its own);
 - then waits until telemetry has stored everything acknowledged (or `drain_s` passes);
 - measures: the offered and acknowledged rate, the sustained rate (events stored by
   telemetry during the step, from its counter, over the step's duration), the consumers'
@@ -44,7 +45,7 @@ from alerts import event_store, store
 from alerts.rule_state import stored_positions
 from carewatch.extras import needs_extra
 from carewatch.simulate import raise_fd_limit, register_fleet
-from devices.codecs.native import topic_for
+from devices.codecs.native import alarm_topic_for
 from plumbing.db import connect_pool
 from plumbing.kafka import EVENTS_TOPIC
 from plumbing.mqtt import MqttClient, with_login
@@ -55,11 +56,14 @@ from simulators.load import LoadGenerator, StepLoad
 with needs_extra("bench", "carewatch bench"):
     from carewatch.embedded.process import ChildProcess
     from carewatch.embedded.stack import EmbeddedStack
-    from carewatch.up import scrape, start_all
+    from carewatch.up import scrape_service, start_all
 
 __all__ = ["BenchPlan", "percentiles", "run_bench"]
 
 SHORT_RATES = (1000, 2000, 4000)
+# Messages/s a load device sends at most: well under ingest's per-device limit (10/s by
+# default), so the load is never rate-limited; a plan adds devices to stay under it.
+_DEVICE_RATE = 6.0
 FULL_RATES = (2000, 4000, 6000, 8000, 10000, 12000)
 _WARMUP_SOS = 5
 
@@ -73,6 +77,13 @@ class BenchPlan:
     sos_per_step: int = 60
     drain_s: float = 30.0
     warmup_s: float = 10.0  # one unreported step first: connections, caches, first alerts
+    ingests: int = 1  # ingest processes (`--ingest N`, docs/scale-out.md)
+    workers: int = 1  # rules and telemetry processes each (`--workers N`)
+
+    @property
+    def load_devices(self) -> int:
+        """`devices`, or more where the highest rate would take a device past _DEVICE_RATE."""
+        return max(self.devices, math.ceil(max(self.rates) / self.batch / _DEVICE_RATE))
 
     @classmethod
     def short(cls) -> BenchPlan:
@@ -117,7 +128,7 @@ def write_report(result: dict[str, Any], report: Path | None) -> None:
 def run_bench(
     settings: Settings, plan: BenchPlan, *, report: Path | None, plot: Path | None
 ) -> int:
-    raise_fd_limit(plan.devices + plan.sos_per_step * len(plan.rates) + 1024)
+    raise_fd_limit(plan.load_devices + plan.sos_per_step * len(plan.rates) + 1024)
     result = in_a_fresh_directory(
         "carewatch-bench-", lambda d: _bench(settings.model_copy(update={"data_dir": d}), plan)
     )
@@ -133,9 +144,11 @@ async def _bench(settings: Settings, plan: BenchPlan) -> dict[str, Any]:
     run = uuid.uuid4().hex[:6]
     async with AsyncExitStack() as exits:
         print("starting the embedded stack and the services…", flush=True)
-        started = await start_all(exits, settings, gateway_port=0)
+        started = await start_all(
+            exits, settings, gateway_port=0, ingests=plan.ingests, workers=plan.workers
+        )
         stack, children = started.stack, started.children
-        load_ids = [f"bench-{run}-{n:05d}" for n in range(plan.devices)]
+        load_ids = [f"bench-{run}-{n:05d}" for n in range(plan.load_devices)]
         sos_count = plan.sos_per_step * len(plan.rates) + _WARMUP_SOS
         sos_ids = [f"bench-{run}-sos-{n:04d}" for n in range(sos_count)]
         print(f"registering {len(load_ids) + len(sos_ids)} devices…", flush=True)
@@ -146,7 +159,7 @@ async def _bench(settings: Settings, plan: BenchPlan) -> dict[str, Any]:
             devices={d: secrets[d] for d in load_ids},
             batch=plan.batch,
         )
-        print(f"connecting {plan.devices} devices…", flush=True)
+        print(f"connecting {len(load_ids)} devices…", flush=True)
         await load.connect()
         exits.push_async_callback(load.close)
         pool = await connect_pool(stack.database_url, min_size=1, max_size=2)
@@ -199,6 +212,8 @@ async def _step(
         "acked_events": offered.events_acked,
         "publish_errors": offered.errors,
         "sustained_events_per_s": round(stored_in_step / offered.seconds, 1),
+        "offered_messages_per_s": round(offered.offered_messages_per_s, 1),
+        "sustained_messages_per_s": round(stored_in_step / plan.batch / offered.seconds, 1),
         "kafka_lag_at_end": lag,
         "dlq": meter.counter("ingest", "carewatch_ingest_rejects") - rejects_before,
         "sos_sent": len(pressed),
@@ -226,7 +241,7 @@ async def _press_sos(
         try:
             body = orjson.dumps({"kind": "sos", "msg_id": f"{device}-1"})
             pressed[device] = time.time()
-            await client.publish(topic_for(device), body)
+            await client.publish(alarm_topic_for(device), body)
         finally:
             await client.stop()
     return pressed
@@ -299,7 +314,7 @@ class Meter:
               "mosquitto", "load generator")  # fmt: skip
 
     def __init__(self, children: dict[str, tuple[ChildProcess, int]]) -> None:
-        self._ports = {name: port for name, (_, port) in children.items()}
+        self._children = children
         self._cpu0: dict[tuple[str, int, float], float] = {}
         self._t0 = 0.0
         self._cpu1: dict[tuple[str, int, float], float] | None = None
@@ -307,7 +322,9 @@ class Meter:
         self._peak: dict[str, int] = {}
 
     def counter(self, service: str, name: str) -> float:
-        return scrape(self._ports[service]).get(name, 0.0)
+        """Summed over the service's processes (`ingest`, `ingest-2`, …); their CPU is
+        grouped by command line (`_group`), so it is summed already."""
+        return scrape_service(self._children, service).get(name, 0.0)
 
     def start(self) -> None:
         self._cpu0 = self._cpu()
@@ -398,18 +415,24 @@ def _result(
     # Sustained: the highest step whose offered load was stored within the step (95 %).
     kept_up = [s for s in steps if s["sustained_events_per_s"] >= 0.95 * s["offered_events_per_s"]]
     best = max(kept_up or steps, key=lambda s: s["sustained_events_per_s"])
+    worst = [s["sos_latency_ms"]["p99"] for s in steps]
     return {
         "sustained_events_per_s": best["sustained_events_per_s"],
+        "sustained_messages_per_s": best["sustained_messages_per_s"],
         "sos_latency_ms": best["sos_latency_ms"],
+        # The slowest step's SOS p99 (None: a step where no SOS alerted at all).
+        "worst_sos_p99_ms": None if None in worst else max(worst, default=None),
         "lost": lost,
         "duplicated": duplicated,
         "devices_connected": connected,
         "plan": {
             "rates": list(plan.rates),
             "step_s": plan.step_s,
-            "devices": plan.devices,
+            "devices": plan.load_devices,
             "batch": plan.batch,
             "sos_per_step": plan.sos_per_step,
+            "ingests": plan.ingests,
+            "workers": plan.workers,
         },
         "steps": steps,
         "machine": _machine(),
@@ -467,10 +490,12 @@ def _ms(value: float | None) -> str:
 def _print_table(result: dict[str, Any]) -> None:
     lat = result["sos_latency_ms"]
     print(
-        f"\nsustained {result['sustained_events_per_s']:.0f} events/s · SOS->alert at that load"
+        f"\nsustained {result['sustained_events_per_s']:.0f} events/s"
+        f" ({result['sustained_messages_per_s']:.0f} messages/s) · SOS->alert at that load"
         f" p50 {_ms(lat['p50'])} / p95 {_ms(lat['p95'])} / p99 {_ms(lat['p99'])} /"
-        f" max {_ms(lat['max'])} ms · lost {result['lost']} · duplicated"
-        f" {result['duplicated']} · devices connected {result['devices_connected']}"
+        f" max {_ms(lat['max'])} ms · worst step's p99 {_ms(result['worst_sos_p99_ms'])} ms"
+        f" · lost {result['lost']} · duplicated {result['duplicated']}"
+        f" · devices connected {result['devices_connected']}"
     )
 
 

@@ -61,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
         "--simulate", type=int, default=0, metavar="N", help="also run N simulated devices"
     )
     _people_option(up)
+    _scale_options(up)
     up.set_defaults(run=_up)
 
     for name, helptext in (
@@ -131,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch", type=int, help="events per MQTT message (default 5)")
     bench.add_argument("--report", type=Path, default=Path("bench-report.json"))
     bench.add_argument("--plot", type=Path, default=Path("bench.png"))
+    _scale_options(bench)
     bench.set_defaults(run=_bench)
 
     faults = sub.add_parser(
@@ -215,10 +217,41 @@ def _people_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _scale_options(parser: argparse.ArgumentParser) -> None:
+    """`--ingest N --workers N` (docs/scale-out.md); `up` checks their upper bounds."""
+    parser.add_argument(
+        "--ingest",
+        type=_at_least_one,
+        default=1,
+        metavar="N",
+        help="ingest processes, sharing the MQTT subscription (default 1)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_at_least_one,
+        default=1,
+        metavar="N",
+        help="rules and telemetry processes each, in their consumer groups (default 1; "
+        "at most the events topic's partitions)",
+    )
+
+
+def _at_least_one(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a whole number of at least 1, not {text!r}")
+    return int(text)
+
+
 def _up(args: argparse.Namespace, settings: Settings) -> int:
     from carewatch.up import run_up
 
-    return run_up(settings, simulate=args.simulate, people=args.people)
+    return run_up(
+        settings,
+        simulate=args.simulate,
+        people=args.people,
+        ingests=args.ingest,
+        workers=args.workers,
+    )
 
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
@@ -304,7 +337,13 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
     plan = BenchPlan.short() if args.short else BenchPlan.full()
     if args.rates:
         plan = replace(plan, rates=tuple(int(r) for r in args.rates.split(",")))
-    for option, name in (("step_seconds", "step_s"), ("devices", "devices"), ("batch", "batch")):
+    for option, name in (
+        ("step_seconds", "step_s"),
+        ("devices", "devices"),
+        ("batch", "batch"),
+        ("ingest", "ingests"),
+        ("workers", "workers"),
+    ):
         if getattr(args, option) is not None:
             plan = replace(plan, **{name: getattr(args, option)})
     return run_bench(settings, plan, report=args.report, plot=args.plot)

@@ -8,6 +8,11 @@ that dies (carewatch/supervisor.py), and on Ctrl-C or SIGTERM stops everything i
 order: fleet, API, gateway, ingest (drains and acks), then waits until the workers have read
 everything ingest wrote (the embedded Kafka forgets it when it stops), then the workers
 (commit), then the services.
+
+`--ingest N` and `--workers N` run several processes of a service (docs/scale-out.md): N
+ingests on one shared MQTT subscription, each with a client id of its own, and N rules and
+N telemetry processes in their consumer groups. They are named `ingest`, `ingest-2`, …,
+each with its own log file and metrics port, and supervised one by one.
 """
 
 from __future__ import annotations
@@ -42,7 +47,22 @@ with needs_extra("embedded", "carewatch up"):
     from carewatch.embedded.stack import EmbeddedStack
     from carewatch.supervisor import Supervisor
 
-__all__ = ["Services", "child_env", "run_up", "scrape", "start_all", "start_services"]
+__all__ = [
+    "MAX_INGESTS",
+    "SCALED",
+    "SHARE_GROUP",
+    "Services",
+    "check_scale",
+    "child_env",
+    "replica_name",
+    "run_up",
+    "scrape",
+    "scrape_service",
+    "service_of",
+    "start_all",
+    "start_replica",
+    "start_services",
+]
 
 log = logging.getLogger(__name__)
 
@@ -51,25 +71,45 @@ log = logging.getLogger(__name__)
 SERVICES = ("telemetry", "rules", "ingest", "watch-gateway")
 # The broker account each service logs in with (embedded broker).
 _ROLES = {"ingest": "ingest", "watch-gateway": "gateway"}
+# The services that run as several processes (`--ingest N`, `--workers N`).
+SCALED = ("telemetry", "rules", "ingest")
+# More ingests than this would only fight over the cores of one machine; past it, scale
+# out on more machines (docs/scale-out.md).
+MAX_INGESTS = 16
+# The shared-subscription group of several ingests, unless CAREWATCH_MQTT_SHARE_GROUP names
+# one. A single ingest subscribes plainly (plumbing/settings.py says why).
+SHARE_GROUP = "carewatch-ingest"
 
 
-def run_up(settings: Settings, *, simulate: int = 0, people: str = "zh") -> int:
-    """`people`: the simulated devices' residents (`carewatch simulate --people`)."""
+def run_up(
+    settings: Settings,
+    *,
+    simulate: int = 0,
+    people: str = "zh",
+    ingests: int = 1,
+    workers: int = 1,
+) -> int:
+    """`people`: the simulated devices' residents (`carewatch simulate --people`);
+    `ingests`, `workers`: processes of ingest and of each worker (docs/scale-out.md)."""
     setup_logging(level=settings.log_level, fmt="text", process_name="up")
     try:
-        return asyncio.run(_up(settings, simulate, people))
+        return asyncio.run(_up(settings, simulate, people, ingests=ingests, workers=workers))
     except EmbeddedError as exc:
         print(f"carewatch up: {exc}", file=sys.stderr)
         return 1
 
 
-async def _up(settings: Settings, simulate: int, people: str = "zh") -> int:
+async def _up(
+    settings: Settings, simulate: int, people: str = "zh", *, ingests: int = 1, workers: int = 1
+) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with AsyncExitStack() as exits:
-        started = await start_all(exits, settings, gateway_port=settings.gateway_port)
+        started = await start_all(
+            exits, settings, gateway_port=settings.gateway_port, ingests=ingests, workers=workers
+        )
         stack, env, logs, children = started.stack, started.env, started.logs, started.children
         api_url = await start_api(exits, settings, started)
         admin = await _first_admin(stack.database_url, settings.data_dir.resolve())
@@ -113,13 +153,37 @@ class Services:
     children: dict[str, tuple[ChildProcess, int]]  # process and metrics port, by name
 
 
-async def start_all(exits: AsyncExitStack, settings: Settings, *, gateway_port: int) -> Services:
-    """The stack, then the services (`start_services`); all stop when `exits` closes."""
+async def start_all(
+    exits: AsyncExitStack,
+    settings: Settings,
+    *,
+    gateway_port: int,
+    ingests: int = 1,
+    workers: int = 1,
+) -> Services:
+    """The stack, then the services (`start_services`); all stop when `exits` closes.
+    `ingests`, `workers`: processes of ingest and of each worker (docs/scale-out.md)."""
+    check_scale(settings, ingests=ingests, workers=workers)
     stack = await exits.enter_async_context(EmbeddedStack(settings=settings))
     env = child_env(settings, stack)
     logs = settings.data_dir.resolve() / "logs"
-    children = await start_services(exits, stack, env, logs, gateway_port=gateway_port)
+    children = await start_services(
+        exits, stack, env, logs, gateway_port=gateway_port, ingests=ingests, workers=workers
+    )
     return Services(stack, env, logs, children)
+
+
+def check_scale(settings: Settings, *, ingests: int, workers: int) -> None:
+    """EmbeddedError unless 1 <= ingests <= MAX_INGESTS and 1 <= workers <= the events
+    topic's partitions (a worker past them would get no partition: it would only stand by)."""
+    if not 1 <= ingests <= MAX_INGESTS:
+        raise EmbeddedError(f"--ingest must be 1 to {MAX_INGESTS}, not {ingests}")
+    partitions = settings.events_partitions
+    if not 1 <= workers <= partitions:
+        raise EmbeddedError(
+            f"--workers must be 1 to {partitions} (the events topic's partitions,"
+            f" CAREWATCH_EVENTS_PARTITIONS), not {workers}"
+        )
 
 
 async def start_api(exits: AsyncExitStack, settings: Settings, started: Services) -> str:
@@ -143,21 +207,89 @@ async def start_services(
     logs: Path,
     *,
     gateway_port: int,
+    ingests: int = 1,
+    workers: int = 1,
 ) -> dict[str, tuple[ChildProcess, int]]:
     """Start the carewatch services as children, in order, each healthy before the next;
-    they stop when `exits` closes. Returns each one's process and metrics port; the watch
-    gateway's TCP port is in env["CAREWATCH_GATEWAY_PORT"]."""
+    they stop when `exits` closes. Returns each one's process and metrics port, by name
+    (`replica_name`); the watch gateway's TCP port is in env["CAREWATCH_GATEWAY_PORT"]."""
+    if ingests > 1 and not stack.mqtt_shared:
+        raise EmbeddedError(
+            f"--ingest {ingests} needs an MQTT 5 broker with shared subscriptions"
+            f" (mosquitto), and this one ({stack.mqtt_protocol}) has none"
+        )
+    if ingests > 1:
+        env["CAREWATCH_MQTT_SHARE_GROUP"] = stack.settings.mqtt_share_group or SHARE_GROUP
     await asyncio.to_thread(logs.mkdir, parents=True, exist_ok=True)
     env["CAREWATCH_GATEWAY_PORT"] = str(await _port_for("the watch gateway", gateway_port))
+    count = {"ingest": ingests, "telemetry": workers, "rules": workers}
     children: dict[str, tuple[ChildProcess, int]] = {}
-    for name in SERVICES:
-        if name == "ingest":
-            # Stops after ingest and before the workers: they read all ingest wrote.
+    for service in SERVICES:
+        if service == "ingest":
+            # Stops after every ingest and before the workers: they read all ingest wrote.
             exits.push_async_callback(_drain_workers, stack.settings, stack.kafka_bootstrap)
-        # Each service logs in to the broker with its role's account.
-        url = stack.mqtt_urls.get(_ROLES.get(name, ""), stack.mqtt_url)
-        children[name] = await _start_service(exits, name, {**env, "CAREWATCH_MQTT_URL": url}, logs)
+        envs = {
+            replica_name(service, i): _service_env(stack, env, service, i, count.get(service, 1))
+            for i in range(1, count.get(service, 1) + 1)
+        }
+        children.update(await _start_together(exits, envs, logs))
     return children
+
+
+async def _start_together(
+    exits: AsyncExitStack, envs: dict[str, dict[str, str]], logs: Path
+) -> dict[str, tuple[ChildProcess, int]]:
+    """Start the processes of one service at once (each with its env), all healthy when
+    this returns; if one fails, the others' starts are cancelled and its error raised."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = {
+                name: group.create_task(_start_service(exits, name, env, logs))
+                for name, env in envs.items()
+            }
+    except* EmbeddedError as failed:
+        raise failed.exceptions[0] from None
+    return {name: task.result() for name, task in tasks.items()}
+
+
+async def start_replica(
+    exits: AsyncExitStack, started: Services, service: str
+) -> tuple[str, tuple[ChildProcess, int]]:
+    """One more process of a worker service (`telemetry`, `rules`): it joins its consumer
+    group, which rebalances. Added to `started.children`; stops when `exits` closes. (More
+    ingests need the shared subscription `start_services` sets up from the start.)"""
+    if service not in ("telemetry", "rules"):
+        raise ValueError(f"only a worker is added to a running stack, not {service!r}")
+    index = 1 + sum(1 for name in started.children if service_of(name) == service)
+    name = replica_name(service, index)
+    env = _service_env(started.stack, started.env, service, index, index)
+    started.children[name] = await _start_service(exits, name, env, started.logs)
+    return name, started.children[name]
+
+
+def replica_name(service: str, index: int) -> str:
+    """`ingest`, `ingest-2`, …: the first process of a service keeps its name (and log)."""
+    return service if index == 1 else f"{service}-{index}"
+
+
+def service_of(name: str) -> str:
+    """The service a child runs: `ingest-2` -> `ingest`, `watch-gateway` -> itself."""
+    base, sep, index = name.rpartition("-")
+    return base if sep and index.isdigit() else name
+
+
+def _service_env(
+    stack: EmbeddedStack, env: dict[str, str], service: str, index: int, count: int
+) -> dict[str, str]:
+    """What one process of `service` runs with: its role's broker account, and for one of
+    several ingests a client id of its own (`<id>-<index>`: with ingest's `-alarms` session
+    still distinct from every other ingest's ids)."""
+    # Each service logs in to the broker with its role's account.
+    url = stack.mqtt_urls.get(_ROLES.get(service, ""), stack.mqtt_url)
+    extra = {"CAREWATCH_MQTT_URL": url}
+    if service == "ingest" and count > 1:
+        extra["CAREWATCH_INGEST_CLIENT_ID"] = f"{stack.settings.ingest_client_id}-{index}"
+    return {**env, **extra}
 
 
 async def _drain_workers(settings: Settings, bootstrap: str, within: float = 60.0) -> None:
@@ -214,7 +346,7 @@ async def _start_service(
     port = free_port()
     child = ChildProcess(
         name=name,
-        argv=_cli(name),
+        argv=_cli(service_of(name)),
         env={**env, "CAREWATCH_METRICS_PORT": str(port)},
         log_path=logs / f"{name}.log",
     )
@@ -340,8 +472,8 @@ async def _watch(
 async def _status_line(
     conn: asyncpg.Connection, children: dict[str, tuple[ChildProcess, int]]
 ) -> str:
-    ingest = await asyncio.to_thread(scrape, children["ingest"][1])
-    telemetry = await asyncio.to_thread(scrape, children["telemetry"][1])
+    ingest = await asyncio.to_thread(scrape_service, children, "ingest")
+    telemetry = await asyncio.to_thread(scrape_service, children, "telemetry")
     open_alerts = await store.count_alerts(conn, "open")
     return (
         f"events in {ingest.get('carewatch_ingest_events', 0):.0f}"
@@ -349,6 +481,16 @@ async def _status_line(
         f" · rejected {ingest.get('carewatch_ingest_rejects', 0):.0f}"
         f" · alerts open {open_alerts}"
     )
+
+
+def scrape_service(children: dict[str, tuple[ChildProcess, int]], service: str) -> dict[str, float]:
+    """Each counter summed over every process of `service` (`ingest`, `ingest-2`, …)."""
+    total: dict[str, float] = {}
+    for name, (_child, port) in children.items():
+        if service_of(name) == service:
+            for counter, value in scrape(port).items():
+                total[counter] = total.get(counter, 0.0) + value
+    return total
 
 
 def scrape(port: int) -> dict[str, float]:
