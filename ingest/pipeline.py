@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 # messages/s that is ~200 records a request instead of ~50 at 5 ms: a quarter of the
 # requests for ingest's Kafka client and the broker. Alarms do not wait (linger 0).
 ORDINARY_LINGER_MS = 20
+# Messages handled between two turns of the event loop (sockets read, Kafka answered).
+_YIELD_EVERY = 16
 
 
 @dataclass(frozen=True)
@@ -237,7 +239,14 @@ class Ingest(Component):
         metrics.ACKED.inc(acks.done(delivery))
 
     async def _process_loop(self) -> None:
+        handled = 0
         while True:
+            handled += 1
+            if handled % _YIELD_EVERY == 0:
+                # Nothing below waits while messages are queued: without this the loop would
+                # hold the event loop until the queue is empty (hundreds of ms under load),
+                # and an alarm arriving on its own session would wait to be read at all.
+                await asyncio.sleep(0)
             acks, delivery, received_at, started, route = await self._queue.get()
             message = delivery.message
             try:

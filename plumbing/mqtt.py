@@ -58,6 +58,7 @@ class Received:
 MessageHandler = Callable[[Received, int], None]
 _PUBACK = 0x40
 _READ_SIZE = 65536
+_PACKETS_PER_TURN = 64
 
 
 class MqttError(Exception):
@@ -293,14 +294,20 @@ class MqttClient(Component):
         assert self._loop is not None and isinstance(client, _Client)
         self._loop.add_reader(sock, self._readable, client, sock)
 
-    @staticmethod
-    def _readable(client: _Client, sock: Any) -> None:
-        client.loop_read()
-        # Every packet already read (ours: `_Client._sock_recv` reads ahead), and for TLS
-        # every byte already decrypted: the socket would not be readable again to say so.
+    def _readable(self, client: _Client, sock: Any) -> None:
+        """Up to `_PACKETS_PER_TURN` packets, then the loop's other work gets its turn (the
+        same process's other session, which may hold an alarm, above all). Packets already
+        read (`_Client._sock_recv` reads ahead) or decrypted (TLS) come back in a later
+        turn: the socket would not be readable again to say so."""
         pending = getattr(sock, "pending", None)
-        while client.socket() is sock and (client.read_ahead or (pending and pending())):
+        for _ in range(_PACKETS_PER_TURN):
             client.loop_read()
+            if client.socket() is not sock:
+                return
+            if not (client.read_ahead or (pending and pending())):
+                return
+        assert self._loop is not None
+        self._loop.call_soon(self._readable, client, sock)
 
     def _on_socket_close(self, _client: paho.Client, _ud: Any, sock: Any) -> None:
         assert self._loop is not None
