@@ -16,8 +16,11 @@ A failed Kafka write is retried (with backoff) until it succeeds or the process 
 message is never acked before, so nothing acknowledged is lost. Redelivered messages give
 the same event ids, so the copies are dropped downstream.
 
-In-flight work is bounded by the MQTT 5 Receive Maximum we announce (the broker sends no
-more unacknowledged messages than that) and, for MQTT 3.1.1, by the broker's inflight limit.
+In-flight work is bounded by the MQTT 5 Receive Maximum we announce and, for MQTT 3.1.1,
+by the broker's inflight limit; and by ingest itself, which stops reading the ordinary
+session while it holds that many messages (mosquitto 2.0.11 does not keep to the Receive
+Maximum once acks flow: unchecked, an overloaded ingest took the broker's whole backlog
+into memory). The alarm session is never paused.
 """
 
 from __future__ import annotations
@@ -121,7 +124,10 @@ class Ingest(Component):
             self._acks.append(acks)
             return client
 
-        self._acks: list[AckSequencer] = []
+        self._acks: list[AckSequencer] = []  # the ordinary session's first
+        # Messages the ordinary session may have in hand (received, not yet acked) before
+        # ingest stops reading it: the Receive Maximum we announce, enforced here too.
+        self._max_inflight = max_inflight
         self._mqtt = session("", _filters(self._codecs, alarms=False), urgent=False)
         alarm_filters = _filters(self._codecs, alarms=True)
         # Its own client id (`<client_id>-alarms`): its own session, its own broker queue.
@@ -229,6 +235,8 @@ class Ingest(Component):
         route = self._route(message.topic)
         urgent = alarm or _may_carry_alarm(route[0], message.payload)
         self._queue.put((acks, delivery, received_at, time.perf_counter(), route), urgent=urgent)
+        if not alarm and len(acks) >= self._max_inflight:
+            self._mqtt.pause_reading()  # resumed in _written, once half of it is done
 
     def _skip_retained(self, acks: AckSequencer, delivery: Delivery) -> None:
         """A message the broker kept and sends because we subscribed (MQTT 3.1.1 brokers,
@@ -390,6 +398,8 @@ class Ingest(Component):
         self._count(records)
         metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)
         metrics.ACKED.inc(acks.done(delivery))
+        if len(self._acks[0]) <= self._max_inflight // 2:
+            self._mqtt.resume_reading()
         if not any(self._acks):
             self._idle.set()
 

@@ -55,14 +55,23 @@ async def test_an_alarm_overtakes_a_backlog_of_telemetry(
     await (await pipeline.client(presser)).publish(alarm_topic_for(presser), sos)
 
     arrivals: list[str] = []
-    async with make(arrivals):
+    held: list[int] = []  # messages in hand on the ordinary session, at each arrival
+    async with make(arrivals, held):
 
         async def sos_arrived() -> int | None:
             topic = alarm_topic_for(presser)
             return arrivals.index(topic) if topic in arrivals else None
 
         position = await eventually(sos_arrived)
+        await eventually(lambda: _at_least(arrivals, 200))
     assert position < 50, f"the SOS came as message {position} of {len(arrivals)}"
+    # Never more in hand than the Receive Maximum (5), although the broker sends more
+    # once acks flow: ingest stops reading the session instead.
+    assert max(held) <= 5, f"held up to {max(held)} messages"
+
+
+async def _at_least(arrivals: list[str], count: int) -> bool:
+    return len(arrivals) >= count
 
 
 def _ingest_factory(stack: EmbeddedStack, client_id: str) -> Any:
@@ -70,7 +79,7 @@ def _ingest_factory(stack: EmbeddedStack, client_id: str) -> Any:
     message as it arrives. A plain subscription: its sessions get every message whatever
     the pipeline's own ingest takes. Receive Maximum 5: the backlog drains slowly."""
 
-    def make(arrivals: list[str]) -> Ingest:
+    def make(arrivals: list[str], held: list[int] | None = None) -> Ingest:
         ingest = Ingest(
             mqtt_url=stack.mqtt_urls["ingest"],
             kafka_bootstrap=stack.kafka_bootstrap,
@@ -84,6 +93,8 @@ def _ingest_factory(stack: EmbeddedStack, client_id: str) -> Any:
         def noted(message: Any, generation: int, acks: AckSequencer, alarm: bool) -> None:
             arrivals.append(message.topic)
             handle(message, generation, acks, alarm)
+            if held is not None and not alarm:
+                held.append(len(acks))
 
         ingest._on_message = noted  # type: ignore[method-assign]
         return ingest
