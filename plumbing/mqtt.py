@@ -39,7 +39,15 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from plumbing.backoff import Backoff
 from plumbing.component import Component
 
-__all__ = ["MqttClient", "MqttError", "MqttTarget", "Received", "parse_mqtt_url", "with_login"]
+__all__ = [
+    "MqttClient",
+    "MqttError",
+    "MqttTarget",
+    "Received",
+    "parse_mqtt_url",
+    "read_variable_int",
+    "with_login",
+]
 
 log = logging.getLogger(__name__)
 
@@ -474,16 +482,13 @@ class _Client(paho.Client):
         header = ahead[start]
         if header >> 4 != 3 or header & 0x06 == 0x04:  # not a PUBLISH, or QoS 2
             return None
-        length, shift, at = 0, 0, start + 1
-        while True:  # the remaining length: a variable byte integer
-            if at >= len(ahead) or at - start > 4:
-                return None  # still on its way (or malformed: paho says so)
-            byte = ahead[at]
-            at += 1
-            length |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                break
-            shift += 7
+        try:
+            remaining = read_variable_int(ahead, start + 1)
+        except ValueError:
+            return None  # malformed: paho reads it and says so
+        if remaining is None:
+            return None  # the header is still on its way
+        length, at = remaining
         if at + length > len(ahead):
             return None  # the rest is still on its way: paho reads it
         self._taken = at + length
@@ -508,6 +513,21 @@ class _Client(paho.Client):
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
 
+def read_variable_int(data: bytes | bytearray, at: int) -> tuple[int, int] | None:
+    """The MQTT variable byte integer starting at `at` (a packet's remaining length, MQTT
+    5's property length): (value, where what follows starts), or None if `data` ends
+    inside it. ValueError if it runs past the 4 bytes MQTT allows."""
+    value = 0
+    for n, index in enumerate(range(at, min(len(data), at + 4))):
+        byte = data[index]
+        value |= (byte & 0x7F) << (7 * n)
+        if not byte & 0x80:
+            return value, index + 1
+    if len(data) >= at + 4:
+        raise ValueError("a variable byte integer longer than 4 bytes")
+    return None
+
+
 def _parse_publish(header: int, packet: bytes, qos: int, v5: bool) -> Received:
     """A PUBLISH's variable header and payload (MQTT 3.1.1 / 5, section 3.3)."""
     end = 2 + int.from_bytes(packet[:2], "big")
@@ -517,17 +537,11 @@ def _parse_publish(header: int, packet: bytes, qos: int, v5: bool) -> Received:
     mid = 0
     if qos:
         mid, end = int.from_bytes(packet[end : end + 2], "big"), end + 2
-    if v5:  # skip the properties: a variable byte integer length, then that many bytes
-        length, shift = 0, 0
-        while True:
-            byte = packet[end]
-            end += 1
-            length |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                break
-            shift += 7
-            if shift > 21:
-                raise ValueError("property length longer than 4 bytes")
+    if v5:  # skip the properties: their length, then that many bytes
+        properties = read_variable_int(packet, end)
+        if properties is None:
+            raise ValueError("PUBLISH ends inside its property length")
+        length, end = properties
         end += length
     if end > len(packet) or not topic:  # no topic alias: we never allow the broker any
         raise ValueError("malformed PUBLISH")

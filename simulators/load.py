@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from devices.codecs.native import topic_for
 from plumbing.backoff import Backoff
-from plumbing.mqtt import MqttError, MqttTarget, parse_mqtt_url
+from plumbing.mqtt import MqttError, MqttTarget, parse_mqtt_url, read_variable_int
 from simulators.behaviours import HOME_CENTRE
 
 __all__ = ["LoadGenerator", "StepLoad"]
@@ -313,9 +313,10 @@ class _Link(asyncio.Protocol):
         buffer = self._buffer
         buffer += data
         while len(buffer) >= 2:
-            length, start = _read_varint(buffer)
-            if start < 0 or len(buffer) < start + length:
+            remaining = read_variable_int(buffer, 1)
+            if remaining is None or len(buffer) < remaining[1] + remaining[0]:
                 return  # the rest of the packet is still on its way
+            length, start = remaining
             kind, body = buffer[0] >> 4, bytes(buffer[start : start + length])
             del buffer[: start + length]
             self._handle(kind, body)
@@ -426,14 +427,3 @@ def _varint(n: int) -> bytes:
         out.append(digit | 0x80 if n else digit)
         if not n:
             return bytes(out)
-
-
-def _read_varint(buffer: bytearray) -> tuple[int, int]:
-    """(remaining length, where the packet's body starts), or (0, -1) if incomplete."""
-    value, shift = 0, 0
-    for index in range(1, min(len(buffer), 5)):
-        value |= (buffer[index] & 0x7F) << shift
-        if not buffer[index] & 0x80:
-            return value, index + 1
-        shift += 7
-    return 0, -1
