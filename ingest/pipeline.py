@@ -31,18 +31,18 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from devices.codecs import CODECS, Codec, Message
-from devices.errors import DecodeError
+from devices.codecs import CODECS, Codec
 from devices.events import ALARM_KINDS, Event, event_to_json
 from ingest import metrics, policy
 from ingest.acks import AckSequencer, Delivery
-from ingest.directory import DeviceDirectory, RegistryUnavailable
+from ingest.admission import Admission, Route
+from ingest.directory import DeviceDirectory
 from ingest.dlq import Reject, dlq_record
 from ingest.work_queue import WorkQueue
 from plumbing.backoff import Backoff
@@ -72,11 +72,9 @@ class Record:
     label: str  # event kind, or reject reason for the DLQ
 
 
-# The codec that takes a topic and the device it names (None, None: no codec takes it).
-_Route = tuple[Codec | None, str | None]
 # A message waiting to be handled: its session's acks, its ack, receive time (UTC, and
 # perf_counter) and route.
-_Received = tuple[AckSequencer, Delivery, datetime, float, _Route]
+_Received = tuple[AckSequencer, Delivery, datetime, float, Route]
 
 
 class Ingest(Component):
@@ -98,11 +96,16 @@ class Ingest(Component):
         drain_timeout: float = 15.0,
     ) -> None:
         super().__init__(name="ingest")
-        self._codecs = list(codecs if codecs is not None else CODECS.values())
-        self._max_payload = max_payload_bytes
         self._directory = DeviceDirectory(database_url=database_url)
-        self._rates = policy.RateLimiter(rate=device_rate, burst=device_burst)
-        self._max_ahead = timedelta(seconds=max_ahead_s)
+        self._admission = Admission(
+            codecs=codecs if codecs is not None else CODECS.values(),
+            directory=self._directory,
+            max_payload_bytes=max_payload_bytes,
+            device_rate=device_rate,
+            device_burst=device_burst,
+            max_ahead_s=max_ahead_s,
+        )
+        self._codecs = self._admission.codecs
         self._kafka_bootstrap = kafka_bootstrap
         self._producer: AIOKafkaProducer | None = None
         self._alarm_producer: AIOKafkaProducer | None = None
@@ -232,7 +235,7 @@ class Ingest(Component):
             self._skip_retained(acks, delivery)
             return
         self._idle.clear()
-        route = self._route(message.topic)
+        route = self._admission.route(message.topic)
         urgent = alarm or _may_carry_alarm(route[0], message.payload)
         self._queue.put((acks, delivery, received_at, time.perf_counter(), route), urgent=urgent)
         if not alarm and len(acks) >= self._max_inflight:
@@ -268,7 +271,7 @@ class Ingest(Component):
     # -- checking and decoding ---------------------------------------------------
 
     async def _records(
-        self, route: _Route, topic: str, payload: bytes, received_at: datetime
+        self, route: Route, topic: str, payload: bytes, received_at: datetime
     ) -> list[Record]:
         """Every Kafka record one MQTT message becomes: events and rejects."""
         codec, device_id = route
@@ -277,72 +280,11 @@ class Ingest(Component):
         if codec is None or device_id is None:
             rejects = [Reject(policy.UNROUTABLE_TOPIC, f"no codec takes topic {topic!r}")]
         else:
-            events, rejects = await self._check_and_decode(
+            events, rejects = await self._admission.check_and_decode(
                 codec, device_id, topic, payload, received_at
             )
         dlq = [self._dlq(r, topic, device_id, payload, received_at) for r in rejects]
         return _event_records(events, self._alarm_copies) + dlq
-
-    async def _check_and_decode(
-        self, codec: Codec, device_id: str, topic: str, payload: bytes, received_at: datetime
-    ) -> tuple[list[Event], list[Reject]]:
-        """Who sent it, how big it is, then what it says."""
-        try:
-            device = await self._directory.lookup(device_id)
-            refused = policy.admit_device(device, device_id, codec.name)
-        except RegistryUnavailable:
-            device, refused = None, None  # cannot be checked: only its alarms pass (below)
-        if refused is not None:
-            return [], [refused]
-        if len(payload) > self._max_payload:
-            size = f"{len(payload)} bytes > {self._max_payload}"
-            return [], [Reject(policy.PAYLOAD_TOO_LARGE, size, codec.name)]
-        if device is None:
-            return self._unverified(codec, Message(payload, topic, device_id, received_at))
-        message = Message(payload, topic, device_id, received_at, device.model, device.clock_tz)
-        return self._decode(codec, message)
-
-    def _unverified(self, codec: Codec, message: Message) -> tuple[list[Event], list[Reject]]:
-        """A device the registry could not be asked about: a missed SOS is worse than an
-        unchecked one (the broker has checked its login), so alarms go through; everything
-        else is refused to the DLQ, with its bytes."""
-        events, rejects = self._decode(codec, message)
-        events, unchecked = policy.only_alarms(
-            events, codec.name, policy.REGISTRY_UNAVAILABLE, "from a device not yet confirmed"
-        )
-        if events:
-            metrics.UNVERIFIED_ALARMS.inc(len(events))
-            log.warning(
-                "alarm let through unverified: the registry is unreachable",
-                extra={"device_id": message.device_id, "kinds": [e.kind for e in events]},
-            )
-        return events, rejects + unchecked
-
-    def _decode(self, codec: Codec, message: Message) -> tuple[list[Event], list[Reject]]:
-        """Decode, then apply the time and rate policies to what came out."""
-        try:
-            decoded = codec.decode(message)
-        except DecodeError as err:
-            return [], [_reject(err)]
-        except Exception as exc:  # a codec bug must not stop ingest or lose the message
-            log.exception("codec crashed", extra={"codec": codec.name, "topic": message.topic})
-            return [], [Reject(policy.INTERNAL_ERROR, repr(exc)[:500], codec.name)]
-        rejects = [_reject(err) for err in decoded.rejects]
-        events, late = policy.check_times(
-            decoded.events, message.received_at, self._max_ahead, codec.name
-        )
-        rejects += late
-        if events and not self._rates.allow(message.device_id):
-            events, limited = policy.only_alarms(events, codec.name)
-            rejects += limited
-        return events, rejects
-
-    def _route(self, topic: str) -> _Route:
-        for codec in self._codecs:
-            device_id = codec.device_from_topic(topic)
-            if device_id is not None:
-                return codec, device_id
-        return None, None
 
     def _dlq(
         self, reject: Reject, topic: str, device_id: str | None, payload: bytes, at: datetime
@@ -362,7 +304,7 @@ class Ingest(Component):
             device_id=device_id,
             payload=payload,
             received_at=at,
-            keep_bytes=self._max_payload,
+            keep_bytes=self._admission.max_payload,
         )
         return Record(DLQ_TOPIC, (device_id or topic).encode(), value, reject.reason)
 
@@ -479,7 +421,3 @@ def _event_records(events: list[Event], alarm_copies: bool) -> list[Record]:
             alarms.append(Record(ALARMS_TOPIC, key, value, event.kind))
         records.append(Record(EVENTS_TOPIC, key, value, event.kind))
     return alarms + records
-
-
-def _reject(err: DecodeError) -> Reject:
-    return Reject(err.reason, err.detail, err.protocol, err.index)
