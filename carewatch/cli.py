@@ -66,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
 
     for name, helptext in (
         ("ingest", "MQTT -> Kafka ingest process"),
+        ("alarms", "alarm fast path: SOS and fall alerts raised straight from the broker"),
         ("rules", "rules worker: events -> alerts"),
         ("telemetry", "telemetry worker: events -> PostgreSQL"),
         ("watch-gateway", "TCP gateway for 3G/4G watches -> MQTT (port CAREWATCH_GATEWAY_PORT)"),

@@ -6,6 +6,7 @@ first, then in-flight work drains, then producers flush, then the database pool 
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -29,8 +30,12 @@ from api.feed import AlertFeed
 from carewatch.broker_accounts import accounts_for
 from console.app import ConsoleConfig
 from console.app import install as install_console
+from devices.codecs import CODECS
 from devices.events import Event, event_from_json
 from ingest import gateway_metrics  # noqa: F401 - registers the gateway's metrics
+from ingest.admission import Admission
+from ingest.alarm_reader import AlarmReader
+from ingest.directory import DeviceDirectory
 from ingest.pipeline import Ingest
 from ingest.watch_gateway import WatchGateway
 from notifier.channels import build_channels
@@ -54,6 +59,7 @@ __all__ = [
     "NotifierParts",
     "RulesParts",
     "TelemetryParts",
+    "build_alarms",
     "build_api",
     "build_ingest",
     "build_notifier",
@@ -82,6 +88,44 @@ async def build_ingest(settings: Settings, stack: AsyncExitStack) -> Running:
     )
     await stack.enter_async_context(ingest)
     return Running(health=ingest.health, watch=[ingest.done])
+
+
+async def build_alarms(settings: Settings, stack: AsyncExitStack) -> Running:
+    """The alarm fast path (ingest/alarm_reader.py): alarms from the broker raised in
+    PostgreSQL, and published to the notifier by an outbox publisher of its own (several
+    publishers share the outbox safely), so neither waits for the busy rules process."""
+    database_url = settings.require_database_url()
+    pool = await connect_pool(database_url, max_size=4)
+    stack.push_async_callback(pool.close)
+    publisher = AlertPublisher(
+        database_url=database_url,
+        bootstrap=settings.require_kafka_bootstrap(),
+        client_id="carewatch-alarms-alerts",
+    )
+    await stack.enter_async_context(publisher)
+    admission = Admission(
+        codecs=CODECS.values(),
+        directory=DeviceDirectory(database_url=database_url),
+        max_payload_bytes=settings.max_payload_bytes,
+        device_rate=settings.device_rate,
+        device_burst=settings.device_burst,
+        max_ahead_s=settings.max_clock_ahead_s,
+    )
+    reader = AlarmReader(
+        mqtt_url=settings.require_mqtt_url("ingest"),
+        # Its own session: a second reader of the alarm topics beside ingest's (and beside
+        # another alarms process's: the id names the host and process).
+        client_id=f"carewatch-alarms-{socket.gethostname()}-{os.getpid()}",
+        admission=admission,
+        raise_alarms=AlarmLane(pool=pool).raise_alarms,
+        mqtt_protocol=settings.mqtt_protocol,
+    )
+    await stack.enter_async_context(reader)
+
+    def health() -> dict[str, Any]:
+        return _health(reader, publisher=publisher)
+
+    return Running(health=health, watch=[reader.done, publisher.done])
 
 
 @dataclass
@@ -414,6 +458,7 @@ async def build_notifier(settings: Settings, stack: AsyncExitStack) -> Running:
 # What `carewatch NAME` runs, by the name of its subcommand.
 BUILDERS: dict[str, Callable[[Settings, AsyncExitStack], Awaitable[Running]]] = {
     "ingest": build_ingest,
+    "alarms": build_alarms,
     "rules": build_rules,
     "telemetry": build_telemetry,
     "watch-gateway": build_watch_gateway,

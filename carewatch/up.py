@@ -66,11 +66,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Consumers first, so ingest never writes into a topic nobody reads yet; the gateway last,
-# so a watch's frame always has an ingest to reach.
-SERVICES = ("telemetry", "rules", "ingest", "watch-gateway")
-# The broker account each service logs in with (embedded broker).
-_ROLES = {"ingest": "ingest", "watch-gateway": "gateway"}
+# Consumers first, so ingest never writes into a topic nobody reads yet; the alarm fast
+# path before ingest, so it sees the first alarm too; the gateway last, so a watch's frame
+# always has an ingest to reach.
+SERVICES = ("telemetry", "rules", "alarms", "ingest", "watch-gateway")
+# The broker account each service logs in with (embedded broker): the fast path reads what
+# ingest reads.
+_ROLES = {"ingest": "ingest", "alarms": "ingest", "watch-gateway": "gateway"}
 # The services that run as several processes (`--ingest N`, `--workers N`).
 SCALED = ("telemetry", "rules", "ingest")
 # More ingests than this would only fight over the cores of one machine; past it, scale

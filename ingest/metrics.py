@@ -31,3 +31,18 @@ PRODUCE_SECONDS = Histogram(
 def labelled(metric: Counter, value: str) -> Counter:
     """`metric.labels(value)`, looked up once."""
     return metric.labels(value)
+
+
+# The alarm fast path (ingest/alarm_reader.py, `carewatch alarms`).
+FAST_PATH = Counter(
+    "carewatch_alarm_fast_path_messages",
+    "alarm-topic messages the fast path took: raised (here first), already (by ingest's"
+    " path first), no_alarm (none after the checks), or left to ingest's path"
+    " (device_over_allowance, queue_full, failed)",
+    ["outcome"],
+)
+FAST_PATH_SECONDS = Histogram(
+    "carewatch_alarm_fast_path_seconds",
+    "time from the fast path receiving an alarm message to its alerts applied in PostgreSQL",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)

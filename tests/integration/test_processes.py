@@ -138,7 +138,16 @@ async def test_up_runs_everything_and_stops_it_all(tmp_path: Path) -> None:
     device = f"up-{uuid.uuid4().hex[:8]}"
     proc, table = await _start_up(data_dir, "--simulate", "2")
     try:
-        services = ("postgres", "kafka", "mqtt", "telemetry", "rules", "ingest", "watch-gateway")
+        services = (
+            "postgres",
+            "kafka",
+            "mqtt",
+            "telemetry",
+            "rules",
+            "alarms",
+            "ingest",
+            "watch-gateway",
+        )
         for name in (*services, "api", "notifier", "simulate"):
             assert f"  {name} " in table, table
         children = psutil.Process(proc.pid).children(recursive=True)
