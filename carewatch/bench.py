@@ -13,8 +13,10 @@ MQTT connection) and, per step of offered load:
   Kafka lag at the end of the step, dead-letter records, SOS -> alert latency (publish to
   the alert row's `opened_at`), and CPU and peak RSS of every process.
 
-At the end it counts, per device, events stored against events sent and acknowledged:
-`lost` (acknowledged, not stored) and `duplicated` (stored beyond what was sent).
+At the end it waits until the backlog a step past the sustainable rate left in the broker
+is stored (`settle`: late is not lost), then counts, per device, events stored against
+events sent and acknowledged: `lost` (acknowledged, not stored) and `duplicated` (stored
+beyond what was sent).
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ SHORT_RATES = (1000, 2000, 4000)
 _DEVICE_RATE = 6.0
 FULL_RATES = (2000, 4000, 6000, 8000, 10000, 12000)
 _WARMUP_SOS = 5
+_STUCK_S = 20.0  # no event stored for this long after the load: the pipeline has stopped
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,9 @@ class BenchPlan:
     batch: int = 5
     sos_per_step: int = 60
     drain_s: float = 30.0
+    # After the last step: how long the backlog it left in the broker may take to be stored
+    # before what is missing counts as lost (the wait also ends once nothing moves for 20 s).
+    settle_s: float = 600.0
     warmup_s: float = 10.0  # one unreported step first: connections, caches, first alerts
     ingests: int = 1  # ingest processes (`--ingest N`, docs/scale-out.md)
     workers: int = 1  # rules and telemetry processes each (`--workers N`)
@@ -87,7 +93,9 @@ class BenchPlan:
 
     @classmethod
     def short(cls) -> BenchPlan:
-        return cls(rates=SHORT_RATES, step_s=15, devices=500, sos_per_step=30, drain_s=15)
+        return cls(
+            rates=SHORT_RATES, step_s=15, devices=500, sos_per_step=30, drain_s=15, settle_s=60
+        )
 
     @classmethod
     def full(cls) -> BenchPlan:
@@ -176,9 +184,12 @@ async def _bench(settings: Settings, plan: BenchPlan) -> dict[str, Any]:
             sos = sos_ids[n * plan.sos_per_step : (n + 1) * plan.sos_per_step]
             steps.append(await _step(rate, plan, load, sos, secrets, stack, pool, meter))
             _print_row(steps[-1])
+        pressed = plan.sos_per_step * len(plan.rates) + _WARMUP_SOS
+        settle = await _settle(meter, sum(load.acked.values()) + pressed, plan.settle_s)
         lost, duplicated = await _accounting(pool, load)
         connected = load.connected
-    return _result(plan, steps, lost, duplicated, connected, meter)
+    result = _result(plan, steps, lost, duplicated, connected, meter)
+    return {**result, "settle": settle}
 
 
 async def _step(
@@ -299,6 +310,31 @@ async def _lag(stack: EmbeddedStack, pool: asyncpg.Pool) -> dict[str, int]:
     return {"telemetry": telemetry, "rules": rules}
 
 
+async def _settle(meter: Meter, expected: int, within: float) -> dict[str, Any]:
+    """After the last step, wait until telemetry has stored everything acknowledged: a
+    step past what the pipeline sustains leaves a backlog in the broker's queue for ingest,
+    which is late, not lost. Ends when all is stored, when nothing has been stored for
+    `_STUCK_S` (what is missing then is lost), or after `within` s (still queued then,
+    counted as lost too: `settled` false says so)."""
+    began = time.monotonic()
+    backlog = expected - meter.counter("telemetry", "carewatch_telemetry_rows")
+    print(f"storing the backlog left in the broker ({backlog:.0f} events)…", flush=True)
+    stored, moved = 0.0, began
+    while time.monotonic() - began < within and time.monotonic() - moved < _STUCK_S:
+        now = meter.counter("telemetry", "carewatch_telemetry_rows")
+        if now >= expected:
+            break
+        if now > stored:
+            stored, moved = now, time.monotonic()
+        await asyncio.sleep(1.0)
+    left = expected - meter.counter("telemetry", "carewatch_telemetry_rows")
+    return {
+        "backlog_events": max(0, int(backlog)),
+        "seconds": round(time.monotonic() - began, 1),
+        "settled": left <= 0,
+    }
+
+
 async def _accounting(pool: asyncpg.Pool, load: LoadGenerator) -> tuple[int, int]:
     async with pool.acquire() as conn:
         stored = await event_store.count_by_device(conn, list(load.sent))
@@ -310,7 +346,7 @@ async def _accounting(pool: asyncpg.Pool, load: LoadGenerator) -> tuple[int, int
 class Meter:
     """CPU and peak RSS per process group, and the services' counters."""
 
-    GROUPS = ("ingest", "rules", "telemetry", "watch-gateway", "postgres", "tansu",
+    GROUPS = ("ingest", "alarms", "rules", "telemetry", "watch-gateway", "postgres", "tansu",
               "mosquitto", "load generator")  # fmt: skip
 
     def __init__(self, children: dict[str, tuple[ChildProcess, int]]) -> None:
@@ -395,7 +431,7 @@ class Meter:
 
 def _group(cmdline: list[str]) -> str | None:
     text = " ".join(cmdline)
-    for service in ("watch-gateway", "telemetry", "rules", "ingest"):
+    for service in ("watch-gateway", "telemetry", "rules", "alarms", "ingest"):
         if f"carewatch.cli {service}" in text:
             return service
     for name in ("postgres", "tansu", "mosquitto"):
@@ -496,6 +532,12 @@ def _print_table(result: dict[str, Any]) -> None:
         f" max {_ms(lat['max'])} ms · worst step's p99 {_ms(result['worst_sos_p99_ms'])} ms"
         f" · lost {result['lost']} · duplicated {result['duplicated']}"
         f" · devices connected {result['devices_connected']}"
+    )
+    settle = result["settle"]
+    done = "stored" if settle["settled"] else "NOT all stored"
+    print(
+        f"the backlog the last step left in the broker ({settle['backlog_events']} events)"
+        f" {done} {settle['seconds']:.0f} s after the load stopped"
     )
 
 

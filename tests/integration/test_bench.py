@@ -22,11 +22,12 @@ def test_a_tiny_bench_loses_nothing_and_every_sos_alerts(tmp_path: Path) -> None
     result = orjson.loads(report.read_bytes())
     assert status == 0
     assert (result["lost"], result["duplicated"]) == (0, 0)
+    assert result["settle"]["settled"] is True
     (step,) = result["steps"]
     assert step["sos_alerted"] == step["sos_sent"] == 3
     assert step["acked_events"] > 0 and step["dlq"] == 0
     assert {"p50", "p95", "p99", "max"} <= set(result["sos_latency_ms"])
-    assert {"ingest", "rules", "telemetry", "postgres", "tansu", "load generator"} <= set(
+    assert {"ingest", "alarms", "rules", "telemetry", "postgres", "tansu", "load generator"} <= set(
         step["processes"]
     )
     assert result["machine"]["cpus"] and plot.read_bytes().startswith(b"\x89PNG")
