@@ -20,7 +20,10 @@ In-flight work is bounded by the MQTT 5 Receive Maximum we announce and, for MQT
 by the broker's inflight limit; and by ingest itself, which stops reading the ordinary
 session while it holds that many messages (mosquitto 2.0.11 does not keep to the Receive
 Maximum once acks flow: unchecked, an overloaded ingest took the broker's whole backlog
-into memory). The alarm session is never paused.
+into memory). The alarm session is read first and stopped only at ten times that
+(`ALARM_HELD_FACTOR`): a device flooding its alarm topic cannot take ingest's memory. What
+waits behind such a flood in the alarm session's queue still reaches the alarm fast path
+(ingest/alarm_reader.py), which takes a burst of each device's alarms and no more.
 """
 
 from __future__ import annotations
@@ -72,9 +75,25 @@ class Record:
     label: str  # event kind, or reject reason for the DLQ
 
 
-# A message waiting to be handled: its session's acks, its ack, receive time (UTC, and
+# Messages the alarm session may have in hand, as a multiple of the ordinary session's.
+ALARM_HELD_FACTOR = 10
+
+
+@dataclass(eq=False)
+class _Session:
+    """One of ingest's MQTT sessions: its client, its acks (in receive order), how many
+    messages it may have in hand before ingest stops reading it (resumed at half), and
+    whether it is the alarm session."""
+
+    client: MqttClient
+    acks: AckSequencer
+    limit: int
+    alarm: bool
+
+
+# A message waiting to be handled: its session, its ack, receive time (UTC, and
 # perf_counter) and route.
-_Received = tuple[AckSequencer, Delivery, datetime, float, Route]
+_Received = tuple[_Session, Delivery, datetime, float, Route]
 
 
 class Ingest(Component):
@@ -111,7 +130,7 @@ class Ingest(Component):
         self._alarm_producer: AIOKafkaProducer | None = None
         self._alarm_copies = False  # whether carewatch.alarms.v1 exists (known at start)
 
-        def session(suffix: str, filters: tuple[str, ...], urgent: bool) -> MqttClient:
+        def session(suffix: str, filters: tuple[str, ...], limit: int, alarm: bool) -> _Session:
             acks = AckSequencer(lambda ready: _ack(client, ready))
             client = MqttClient(
                 url=mqtt_url,
@@ -120,21 +139,28 @@ class Ingest(Component):
                 persistent_session=True,
                 receive_maximum=max_inflight,
                 subscriptions=tuple(subscription_filter(f, share_group) for f in filters),
-                on_message=lambda message, gen: self._on_message(message, gen, acks, urgent),
+                on_message=lambda message, gen: self._on_message(message, gen, created),
                 manual_ack=True,
                 skip_retained=True,
             )
-            self._acks.append(acks)
-            return client
+            created = _Session(client, acks, limit, alarm)
+            self._sessions.append(created)
+            return created
 
-        self._acks: list[AckSequencer] = []  # the ordinary session's first
+        self._sessions: list[_Session] = []
         # Messages the ordinary session may have in hand (received, not yet acked) before
         # ingest stops reading it: the Receive Maximum we announce, enforced here too.
-        self._max_inflight = max_inflight
-        self._mqtt = session("", _filters(self._codecs, alarms=False), urgent=False)
+        ordinary = session("", _filters(self._codecs, alarms=False), max_inflight, alarm=False)
+        self._mqtt = ordinary.client
         alarm_filters = _filters(self._codecs, alarms=True)
-        # Its own client id (`<client_id>-alarms`): its own session, its own broker queue.
-        self._alarm_mqtt = session("-alarms", alarm_filters, urgent=True) if alarm_filters else None
+        # Its own client id (`<client_id>-alarms`): its own session, its own broker queue;
+        # read ahead of everything, and stopped only at many times the ordinary limit (a
+        # flood of alarm-topic messages must not take ingest's memory).
+        alarms = None
+        if alarm_filters:
+            limit = max_inflight * ALARM_HELD_FACTOR
+            alarms = session("-alarms", alarm_filters, limit, alarm=True)
+        self._alarm_mqtt = alarms.client if alarms else None
         self._queue: WorkQueue[_Received] = WorkQueue()
         metrics.INFLIGHT.set_function(self._inflight)  # read when scraped, not per message
         self._idle = asyncio.Event()
@@ -221,25 +247,25 @@ class Ingest(Component):
         }
 
     def _inflight(self) -> int:
-        return sum(len(acks) for acks in self._acks)
+        return sum(len(session.acks) for session in self._sessions)
 
     # -- receiving ---------------------------------------------------------------
 
-    def _on_message(self, message: Any, generation: int, acks: AckSequencer, alarm: bool) -> None:
-        """`alarm`: it came on the alarm session, and goes ahead of everything ordinary."""
+    def _on_message(self, message: Any, generation: int, session: _Session) -> None:
+        """A message of the alarm session goes ahead of everything ordinary."""
         if not self._accepting:
             return  # not acked: the broker redelivers it to us or a peer later
         received_at = datetime.now(UTC)
-        delivery = acks.received(message, generation)
+        delivery = session.acks.received(message, generation)
         if message.retain:
-            self._skip_retained(acks, delivery)
+            self._skip_retained(session.acks, delivery)
             return
         self._idle.clear()
         route = self._admission.route(message.topic)
-        urgent = alarm or _may_carry_alarm(route[0], message.payload)
-        self._queue.put((acks, delivery, received_at, time.perf_counter(), route), urgent=urgent)
-        if not alarm and len(acks) >= self._max_inflight:
-            self._mqtt.pause_reading()  # resumed in _written, once half of it is done
+        urgent = session.alarm or _may_carry_alarm(route[0], message.payload)
+        self._queue.put((session, delivery, received_at, time.perf_counter(), route), urgent=urgent)
+        if len(session.acks) >= session.limit:
+            session.client.pause_reading()  # resumed in _written, once half of it is done
 
     def _skip_retained(self, acks: AckSequencer, delivery: Delivery) -> None:
         """A message the broker kept and sends because we subscribed (MQTT 3.1.1 brokers,
@@ -258,7 +284,7 @@ class Ingest(Component):
                 # hold the event loop until the queue is empty (hundreds of ms under load),
                 # and an alarm arriving on its own session would wait to be read at all.
                 await asyncio.sleep(0)
-            acks, delivery, received_at, started, route = await self._queue.get()
+            session, delivery, received_at, started, route = await self._queue.get()
             message = delivery.message
             try:
                 records = await self._records(route, message.topic, message.payload, received_at)
@@ -266,7 +292,7 @@ class Ingest(Component):
                 log.exception("processing failed", extra={"topic": message.topic})
                 reject = Reject(policy.INTERNAL_ERROR, repr(exc)[:500])
                 records = [self._dlq(reject, message.topic, None, message.payload, received_at)]
-            await self._write(acks, delivery, records, started)
+            await self._write(session, delivery, records, started)
 
     # -- checking and decoding ---------------------------------------------------
 
@@ -311,21 +337,21 @@ class Ingest(Component):
     # -- writing -----------------------------------------------------------------
 
     async def _write(
-        self, acks: AckSequencer, delivery: Delivery, records: list[Record], started: float
+        self, session: _Session, delivery: Delivery, records: list[Record], started: float
     ) -> None:
         producer = self._producer_for(records)
         try:
             futures = [await producer.send(r.topic, r.value, key=r.key) for r in records]
         except KafkaError as exc:
-            self.spawn("retry", self._retry(acks, delivery, records, started, exc))
+            self.spawn("retry", self._retry(session, delivery, records, started, exc))
             return
         # Most messages are one record: no gathering future for those.
         written = futures[0] if len(futures) == 1 else asyncio.gather(*futures)
-        written.add_done_callback(lambda f: self._written(acks, delivery, records, started, f))
+        written.add_done_callback(lambda f: self._written(session, delivery, records, started, f))
 
     def _written(
         self,
-        acks: AckSequencer,
+        session: _Session,
         delivery: Delivery,
         records: list[Record],
         started: float,
@@ -335,19 +361,19 @@ class Ingest(Component):
             return
         exc = fut.exception()
         if exc is not None:
-            self.spawn("retry", self._retry(acks, delivery, records, started, exc))
+            self.spawn("retry", self._retry(session, delivery, records, started, exc))
             return
         self._count(records)
         metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)
-        metrics.ACKED.inc(acks.done(delivery))
-        if len(self._acks[0]) <= self._max_inflight // 2:
-            self._mqtt.resume_reading()
-        if not any(self._acks):
+        metrics.ACKED.inc(session.acks.done(delivery))
+        if len(session.acks) <= session.limit // 2:
+            session.client.resume_reading()
+        if not self._inflight():
             self._idle.set()
 
     async def _retry(
         self,
-        acks: AckSequencer,
+        session: _Session,
         delivery: Delivery,
         records: list[Record],
         started: float,
@@ -370,7 +396,7 @@ class Ingest(Component):
             break
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
-        self._written(acks, delivery, records, started, done)
+        self._written(session, delivery, records, started, done)
 
     def _producer_for(self, records: list[Record]) -> AIOKafkaProducer:
         alarm = any(r.label in ALARM_KINDS for r in records)

@@ -12,13 +12,13 @@ import pytest
 
 from carewatch.embedded.stack import EmbeddedStack
 from devices.codecs.native import alarm_topic_for, topic_for
-from ingest.acks import AckSequencer
-from ingest.pipeline import Ingest
+from ingest.pipeline import ALARM_HELD_FACTOR, Ingest
 from tests.integration.conftest import Pipeline, eventually
 
 pytestmark = pytest.mark.integration
 
 BACKLOG = 1500
+FLOOD = 400
 
 
 async def test_an_sos_on_the_alarm_topic_alerts(pipeline: Pipeline, device: str) -> None:
@@ -70,6 +70,25 @@ async def test_an_alarm_overtakes_a_backlog_of_telemetry(
     assert max(held) <= 5, f"held up to {max(held)} messages"
 
 
+async def test_a_flood_on_the_alarm_topic_is_held_in_the_broker_not_in_ingest(
+    stack: EmbeddedStack, pipeline: Pipeline, device: str
+) -> None:
+    """The alarm session is read first and stopped late, but stopped: at ten times the
+    ordinary limit (50 here), so a device flooding its alarm topic cannot take ingest's
+    memory (mosquitto sends past the Receive Maximum once acks flow)."""
+    make = _ingest_factory(stack, f"test-flood-{uuid.uuid4().hex[:8]}")
+    async with make([]):
+        pass
+    client = await pipeline.client(device)
+    flood = (orjson.dumps({"kind": "sos", "msg_id": f"flood-{n}"}) for n in range(FLOOD))
+    await asyncio.gather(*(client.publish(alarm_topic_for(device), body) for body in flood))
+    arrivals: list[str] = []
+    held: list[int] = []
+    async with make(arrivals, held, alarms=True):
+        await eventually(lambda: _at_least(arrivals, FLOOD))
+    assert max(held) <= 5 * ALARM_HELD_FACTOR, f"held up to {max(held)} alarm messages"
+
+
 async def _at_least(arrivals: list[str], count: int) -> bool:
     return len(arrivals) >= count
 
@@ -77,9 +96,10 @@ async def _at_least(arrivals: list[str], count: int) -> bool:
 def _ingest_factory(stack: EmbeddedStack, client_id: str) -> Any:
     """Ingests with one client id (so the same sessions) that note the topic of every
     message as it arrives. A plain subscription: its sessions get every message whatever
-    the pipeline's own ingest takes. Receive Maximum 5: the backlog drains slowly."""
+    the pipeline's own ingest takes. Receive Maximum 5: the backlog drains slowly. `held`
+    notes the messages in hand on the ordinary session (the alarm session: `alarms`)."""
 
-    def make(arrivals: list[str], held: list[int] | None = None) -> Ingest:
+    def make(arrivals: list[str], held: list[int] | None = None, *, alarms: bool = False) -> Ingest:
         ingest = Ingest(
             mqtt_url=stack.mqtt_urls["ingest"],
             kafka_bootstrap=stack.kafka_bootstrap,
@@ -90,11 +110,11 @@ def _ingest_factory(stack: EmbeddedStack, client_id: str) -> Any:
         )
         handle = ingest._on_message
 
-        def noted(message: Any, generation: int, acks: AckSequencer, alarm: bool) -> None:
+        def noted(message: Any, generation: int, session: Any) -> None:
             arrivals.append(message.topic)
-            handle(message, generation, acks, alarm)
-            if held is not None and not alarm:
-                held.append(len(acks))
+            handle(message, generation, session)
+            if held is not None and session.alarm == alarms:
+                held.append(len(session.acks))
 
         ingest._on_message = noted  # type: ignore[method-assign]
         return ingest
