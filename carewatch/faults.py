@@ -5,8 +5,9 @@ service its own process, restarted by the same supervisor), and for each fault:
 
 - offers steady load (simulators/load.py: devices with their own accounts and MQTT
   connections) and presses an SOS every `sos_every_s` seconds, each from a device of its
-  own, the way a device does: resent with the same `msg_id` until the broker acknowledges
-  it (a 4G watch: its AL frame until the gateway replies);
+  own, the way a device does: on its alarm topic (which ingest and the alarm fast path
+  both read), resent with the same `msg_id` until the broker acknowledges it (a 4G watch:
+  its AL frame until the gateway replies);
 - injects the fault `before_s` seconds in: `kill -9` of a service (the supervisor restarts
   it), PostgreSQL or mosquitto restarted, or the Kafka broker frozen (SIGSTOP) for
   `outage_s` seconds, so that every connection to it hangs as across a dead network;
@@ -46,7 +47,7 @@ from alerts import event_store, store
 from carewatch.bench import in_a_fresh_directory, write_report
 from carewatch.extras import needs_extra
 from carewatch.simulate import raise_fd_limit, register_fleet
-from devices.codecs.native import topic_for
+from devices.codecs.native import alarm_topic_for
 from plumbing.db import connect_pool
 from plumbing.mqtt import MqttClient, MqttError, with_login
 from plumbing.settings import Settings
@@ -65,6 +66,7 @@ __all__ = ["FAULTS", "FaultPlan", "run_faults"]
 # What each fault does to what, in the order the table lists them.
 FAULTS: dict[str, str] = {
     "ingest": "kill -9 of ingest",
+    "alarms": "kill -9 of the alarm fast path",
     "rules": "kill -9 of the rules process",
     "telemetry": "kill -9 of telemetry",
     "watch-gateway": "kill -9 of the watch gateway",
@@ -72,7 +74,7 @@ FAULTS: dict[str, str] = {
     "mosquitto": "mosquitto restarted",
     "kafka": "Kafka unreachable (frozen)",
 }
-_KILLED = ("ingest", "rules", "telemetry", "watch-gateway")
+_KILLED = ("ingest", "alarms", "rules", "telemetry", "watch-gateway")
 _SEND_TIMEOUT_S = 10.0  # one try of an SOS; then the device tries again
 _RETRY_S = 1.0
 
@@ -269,7 +271,7 @@ def _mqtt_press(run: _Run, secrets: dict[str, str]) -> _Sender:
         body = orjson.dumps({"kind": "sos", "ts": ts, "msg_id": f"{device}-sos"})
         try:
             await client.start()
-            await client.publish(topic_for(device), body)
+            await client.publish(alarm_topic_for(device), body)
         finally:
             await client.stop()
 

@@ -1,5 +1,6 @@
 """`carewatch faults` on a short plan: real processes under load, a worker killed with
-SIGKILL and the Kafka broker frozen, and what the table counts afterwards."""
+SIGKILL and the Kafka broker frozen, and what the table counts afterwards. The SOS presses
+come on the alarm topic, as devices are asked to send them."""
 
 from __future__ import annotations
 
@@ -35,10 +36,11 @@ def test_a_killed_worker_and_a_frozen_kafka_lose_nothing(tmp_path: Path) -> None
         assert row["events_acked"] > 1000
         assert (row["events_lost"], row["events_duplicated"]) == (0, 0)
         assert row["sos_alerted_once"] == row["sos_pressed"] == plan.presses
-    # The alarms waited for the restarted rules process, and for Kafka to come back.
-    assert rows["rules"]["sos_worst_alert_s"] > 1 and rows["rules"]["recovery_s"] > 1
-    assert rows["kafka"]["sos_worst_alert_s"] >= plan.outage_s - plan.sos_every_s
-    assert rows["kafka"]["recovery_s"] >= plan.outage_s - plan.sos_every_s
+    # The alarms did not wait for the restarted rules process (5-6 s) nor for Kafka to come
+    # back: the alarm fast path raised them from the broker meanwhile.
+    assert rows["rules"]["recovery_s"] > 1  # the rules process was down (its /healthz)
+    assert rows["rules"]["sos_worst_alert_s"] < 2
+    assert rows["kafka"]["sos_worst_alert_s"] < plan.outage_s - plan.sos_every_s
     assert status == 0
 
 
