@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from devices.events import ALARM_KINDS
 from plumbing.mqtt import MqttClient, MqttError, with_login
 from plumbing.redact import redact_url
 from simulators.behaviours import CallButton, Device, Watch
@@ -93,6 +94,7 @@ NATURAL_EVENTS_PER_S: Mapping[str, float] = {
 
 class _Uplink(Protocol):
     topic: str
+    alarm_topic: str | None  # where its format sends alarms, if it has such a topic
 
     def encode(self, message: Message) -> bytes: ...
 
@@ -462,6 +464,13 @@ async def _publish_loop(client: _Link, device: Device, uplink: _Uplink, fleet: _
                     await _publish_again(client, uplink, message, payload, fleet.stats)
 
 
+def _topic(uplink: _Uplink, message: Message) -> str:
+    """A message of alarms only goes on the alarm topic where the format has one, as
+    devices are asked to send them (docs/native-format.md); the rest on the device's topic."""
+    alarms = all(item["kind"] in ALARM_KINDS for item in message)
+    return uplink.alarm_topic if uplink.alarm_topic and alarms else uplink.topic
+
+
 def _send_late(
     client: _Link,
     uplink: _Uplink,
@@ -487,7 +496,8 @@ async def _publish_again(
 ) -> None:
     """The same bytes again, as a device does that never saw its PUBACK."""
     with contextlib.suppress(MqttError, OSError, TimeoutError):
-        await asyncio.wait_for(client.publish(uplink.topic, payload, qos=1), PUBLISH_TIMEOUT)
+        sent = client.publish(_topic(uplink, message), payload, qos=1)
+        await asyncio.wait_for(sent, PUBLISH_TIMEOUT)
         stats.duplicates += len(message)
 
 
@@ -496,7 +506,8 @@ async def _publish(
 ) -> bool:
     """Publish with QoS 1; True once acknowledged (and counted)."""
     try:
-        await asyncio.wait_for(client.publish(uplink.topic, payload, qos=1), PUBLISH_TIMEOUT)
+        sent = client.publish(_topic(uplink, message), payload, qos=1)
+        await asyncio.wait_for(sent, PUBLISH_TIMEOUT)
     except asyncio.CancelledError:
         stats.errors += 1  # abandoned at stop: not known to have arrived
         raise
@@ -505,7 +516,7 @@ async def _publish(
         log.warning(
             "publish failed",
             extra={
-                "topic": uplink.topic,
+                "topic": _topic(uplink, message),
                 "kinds": [item["kind"] for item in message],
                 "error": str(exc) or type(exc).__name__,
             },

@@ -78,6 +78,7 @@ class LoraUplink:
         server, model = SERVERS[kind]
         self._uplinker = lorawan.Uplinker(device_id, server=server, model=model)
         self.topic, _ = lorawan.Uplinker(device_id, server=server).uplink(b"", datetime.now(UTC))
+        self.alarm_topic: str | None = None  # a network server publishes every uplink on one
 
     def encode(self, message: Message) -> bytes:
         item = message[0]

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from devices.codecs.native import topic_for
+from devices.codecs.native import alarm_topic_for, topic_for
 
 __all__ = ["Encoder", "Message", "encode", "topic_for"]
 
@@ -58,6 +58,7 @@ class Encoder:
     def __init__(self, device_id: str, *, boot_id: str | None = None) -> None:
         self.device_id = device_id
         self.topic = topic_for(device_id)
+        self.alarm_topic: str | None = alarm_topic_for(device_id)  # sos and fall go there
         self.boot_id = boot_id or secrets.token_hex(4)
         self._counter = itertools.count(1)
 

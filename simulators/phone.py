@@ -80,6 +80,7 @@ class OwnTracksUplink:
         self.device_id = device_id
         self._phone = owntracks.Phone(user=user, device=device, rng=rng)
         self.topic = self._phone.topic
+        self.alarm_topic: str | None = None  # OwnTracks has none
 
     def repeatable(self, message: Message) -> bool:
         """A resend carries the same ids (msg_id, or device time in the content hash)."""

@@ -32,6 +32,7 @@ class WatchFrames:
     def __init__(self, device_id: str) -> None:
         self._encoder = WatchEncoder(device_id)
         self.topic = self._encoder.topic  # where the gateway publishes them
+        self.alarm_topic: str | None = None  # over TCP: the gateway picks the topic
 
     def encode(self, message: Message) -> bytes:
         kinds = {item["kind"]: item for item in message}

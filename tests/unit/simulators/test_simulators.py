@@ -15,18 +15,20 @@ import pytest
 
 from devices.codecs import Message as Message_
 from devices.codecs import owntracks as owntracks_codec
-from devices.codecs.native import decode, device_from_topic
+from devices.codecs.native import alarm_topic_for, decode, device_from_topic, topic_for
 from devices.events import Event
 from simulators.behaviours import CallButton, Device, Watch, local_hour
 from simulators.fleet import (
     FORMATS,
     NATURAL_EVENTS_PER_S,
     FleetStats,
+    _topic,
     login_name,
     parse_mix,
     plan_fleet,
     speed_for,
 )
+from simulators.lorawan_fleet import LoraUplink
 from simulators.native import Encoder, Message, encode
 from simulators.phone import OwnTracksUplink, Phone, phone_id
 
@@ -342,3 +344,15 @@ def test_the_fleet_counts_are_served_as_prometheus_metrics() -> None:
     assert "carewatch_sim_sos_total 1.0" in text
     assert "carewatch_sim_messages_total 1.0" in text
     assert "carewatch_sim_devices_connected 3.0" in text
+
+
+def test_native_devices_send_alarms_on_their_alarm_topic_and_the_rest_on_up() -> None:
+    """As docs/native-format.md asks of devices; formats without an alarm topic send
+    everything on their one topic."""
+    native = Encoder("button-1")
+    assert _topic(native, [{"kind": "sos", "ts": 1.0}]) == alarm_topic_for("button-1")
+    assert _topic(native, [{"kind": "fall", "ts": 1.0}]) == alarm_topic_for("button-1")
+    mixed = [{"kind": "sos", "ts": 1.0}, {"kind": "battery", "ts": 1.0, "battery_pct": 80}]
+    assert _topic(native, mixed) == topic_for("button-1")
+    lora = LoraUplink("a84041000181c061", "lorabutton")
+    assert _topic(lora, [{"kind": "sos", "ts": 1.0}]) == lora.topic
