@@ -105,10 +105,12 @@ async def _stored_as_made(conn: asyncpg.Connection, resident_id: int, person: Pe
         (c.name, c.relationship) for c in person.contacts
     )
     assert all(c["on_ladder"] and c["channels"] for c in linked)
-    ids = {c["name"]: c["contact_id"] for c in linked}
+    # Two contacts may share a name (the generator draws names): told apart by phones too.
+    ids = {(c["name"], tuple(c["phones"])): c["contact_id"] for c in linked}
     ladder = await contacts.get_ladder(conn, resident_id)
     assert ladder["repeat"] == person.repeat
-    assert ladder["steps"] == person.ladder_steps([ids[c.name] for c in person.contacts])
+    made = [ids[(c.name, c.phones)] for c in person.contacts]
+    assert ladder["steps"] == person.ladder_steps(made)
     assert await residents.overrides_of(conn, resident_id) == person.overrides()
 
 
