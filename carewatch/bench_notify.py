@@ -7,10 +7,11 @@ one contact whose webhook is that receiver, with a wait longer than the run (the
 here have no resident, so they follow the default). Then it measures:
 
 - **SOS press -> first webhook**: devices press SOS one a second, each press a new alert
-  (a device of its own), while `rate` events/s of ordinary traffic flow from other
-  devices. The press time is taken just before the publish; both clocks are this
-  machine's. Each press is split where the alert was opened (`opened_at`, PostgreSQL's
-  clock) and where the notifier decided to notify (the notification's `created_at`).
+  (a device of its own, on its alarm topic as devices are asked to), while `rate`
+  events/s of ordinary traffic flow from other devices. The press time is taken just
+  before the publish; both clocks are this machine's. Each press is split where the
+  alert was opened (`opened_at`, PostgreSQL's clock) and where the notifier decided to
+  notify (the notification's `created_at`).
 - **a mass event**: `mass` devices press SOS at once. How long from the first press until
   the last alert's first webhook, whether every alert was notified, and how many POSTs
   came against how many distinct `notification_id`s (a receiver deduplicating by id would
@@ -41,7 +42,7 @@ from carewatch.bench import in_a_fresh_directory, percentiles, write_report
 from carewatch.extras import needs_extra
 from carewatch.simulate import raise_fd_limit, register_fleet
 from devices import contacts
-from devices.codecs.native import topic_for
+from devices.codecs.native import alarm_topic_for
 from notifier import store
 from notifier.channels.signing import verify
 from notifier.delivery import LEASE_S
@@ -57,12 +58,19 @@ with needs_extra("embedded", "carewatch bench-notify"):
 
 __all__ = ["STAGES", "TARGETS", "NotifyBenchPlan", "run_bench_notify"]
 
-_SOS = orjson.dumps({"kind": "sos"})
+
 _CONNECT_CONCURRENCY = 64  # devices opening their connections at once
-# Where a press's time goes (`_stages`): ingest, Kafka, rules; the outbox, alerts.v1, the
-# notifier's consumer and escalation; delivery's pick-up; the POST.
+# Where a press's time goes (`_stages`): the alarm fast path (or ingest, Kafka, rules,
+# whichever is first); the outbox, alerts.v1, the notifier's consumer and escalation;
+# delivery's pick-up; the POST.
 STAGES = ("press_to_alert", "alert_to_decided", "decided_to_claimed", "claimed_to_webhook")
 TARGETS = {"press_to_webhook_p99_ms": 1_000, "mass_all_notified_s": 30}
+
+
+def _sos(device: str) -> bytes:
+    """A press as devices are asked to send it: with a `msg_id`, so ingest and the alarm
+    fast path make the same event id of it."""
+    return orjson.dumps({"kind": "sos", "msg_id": f"{device}-sos"})
 
 
 @dataclass(frozen=True)
@@ -226,7 +234,7 @@ async def _press_under_load(
         await asyncio.sleep(2.0)  # the load is flowing
         for device, button in buttons.items():
             pressed[device] = time.time()
-            await button.publish(topic_for(device), _SOS)
+            await button.publish(alarm_topic_for(device), _sos(device))
             await asyncio.sleep(1.0)
         offered = await driving
         await _until(lambda: len(receiver.first_alerts(sos_ids)) >= len(sos_ids), plan.wait_s)
@@ -285,7 +293,7 @@ async def _mass_event(
         await _connect(buttons.values())
         print(f"mass event: {plan.mass} devices press SOS at once…", flush=True)
         first_press = time.time()
-        await asyncio.gather(*(b.publish(topic_for(d), _SOS) for d, b in buttons.items()))
+        await asyncio.gather(*(b.publish(alarm_topic_for(d), _sos(d)) for d, b in buttons.items()))
         published = time.time()
         await _until(lambda: len(receiver.first_alerts(ids)) >= len(ids), plan.wait_s)
         await asyncio.sleep(plan.settle_s)  # listening on: a notification sent twice
