@@ -62,8 +62,9 @@ def migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-async def migrate(conn: asyncpg.Connection) -> list[str]:
-    """Apply the migrations this database lacks; returns the names applied."""
+async def migrate(conn: asyncpg.Connection, *, upto: int | None = None) -> list[str]:
+    """Apply the migrations this database lacks (those numbered up to `upto`, if given: a
+    database as an older release left it); returns the names applied."""
     applied: list[str] = []
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
@@ -74,7 +75,7 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
         )
         done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
         for version, name, sql in migrations():
-            if version in done:
+            if version in done or (upto is not None and version > upto):
                 continue
             await conn.execute(sql)
             await conn.execute(

@@ -24,7 +24,7 @@ from carewatch.cli import main
 from carewatch.embedded import EmbeddedStack
 from devices.events import Event, make_event
 from plumbing.consumer import Batch
-from plumbing.db import connect_pool, migrations
+from plumbing.db import connect_pool, migrate
 
 pytestmark = pytest.mark.integration
 
@@ -195,7 +195,7 @@ async def test_retention_drops_whole_days_past_it_only(db: asyncpg.Pool) -> None
 async def test_the_migration_keeps_the_stored_events(database: str) -> None:
     conn = await asyncpg.connect(database)
     try:
-        await _migrate_upto(conn, 16)
+        await migrate(conn, upto=16)
         rows = [
             (f"e{n}", f"dev-{n % 3}", "location" if n % 2 else "sos", _day(28 + n % 4, n % 24))
             for n in range(40)
@@ -206,7 +206,7 @@ async def test_the_migration_keeps_the_stored_events(database: str) -> None:
             rows,
         )
         before = await conn.fetch("SELECT * FROM events ORDER BY event_id")
-        await _migrate_upto(conn, 17)
+        await migrate(conn, upto=17)
 
         after = await conn.fetch("SELECT * FROM events ORDER BY event_id")
         assert [dict(r) for r in after] == [dict(r) for r in before]
@@ -255,20 +255,3 @@ async def test_the_cli_lists_and_prunes_partitions(
 def _day(november: int, hour: int) -> datetime:
     """`november` 28 to 31 (31: December 1st), at `hour` UTC."""
     return datetime(2026, 11, 28, hour, tzinfo=UTC) + timedelta(days=november - 28)
-
-
-async def _migrate_upto(conn: asyncpg.Connection, version: int) -> None:
-    """plumbing.db.migrate, stopping after `version`: a database as an older release left it."""
-    async with conn.transaction():
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " version integer PRIMARY KEY, name text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-        for number, name, sql in migrations():
-            if number <= version and number not in done:
-                await conn.execute(sql)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", number, name
-                )
