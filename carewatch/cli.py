@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -148,39 +149,28 @@ def _parser() -> argparse.ArgumentParser:
     faults.add_argument("--report", type=Path, default=Path("faults-report.json"))
     faults.set_defaults(run=_faults)
 
-    bench_api = sub.add_parser(
-        "bench-api", help="the API on a full database: the alert queue, timelines, live streams"
-    )
-    bench_api.add_argument("--small", action="store_true", help="a quick check (1 minute)")
-    bench_api.add_argument("--report", type=Path, default=Path("api-bench-report.json"))
-    bench_api.set_defaults(run=_bench_api)
-
-    bench_console = sub.add_parser(
-        "bench-console",
-        help="the operator console in Chromium: SOS press to row on screen, a 500-alarm queue",
-    )
-    bench_console.add_argument("--small", action="store_true", help="a quick check (1 minute)")
-    bench_console.add_argument("--report", type=Path, default=Path("console-bench-report.json"))
-    bench_console.set_defaults(run=_bench_console)
-
-    bench_notify = sub.add_parser(
-        "bench-notify",
-        help="the notifier at a webhook receiver: SOS press to the first webhook, a mass event",
-    )
-    bench_notify.add_argument("--small", action="store_true", help="a quick check (1 minute)")
+    _bench_parser(
+        sub, "bench-api", "the API on a full database: the alert queue, timelines, live streams",
+        _bench_api,
+    )  # fmt: skip
+    _bench_parser(
+        sub, "bench-console",
+        "the operator console in Chromium: SOS press to row on screen, a 500-alarm queue",
+        _bench_console,
+    )  # fmt: skip
+    bench_notify = _bench_parser(
+        sub, "bench-notify",
+        "the notifier at a webhook receiver: SOS press to the first webhook, a mass event",
+        _bench_notify,
+    )  # fmt: skip
     bench_notify.add_argument("--rate", type=int, help="background events/s (default 1000)")
     bench_notify.add_argument("--presses", type=int, help="SOS presses, one a second (60)")
     bench_notify.add_argument("--mass", type=int, help="devices pressing SOS at once (1000)")
-    bench_notify.add_argument("--report", type=Path, default=Path("notify-bench-report.json"))
-    bench_notify.set_defaults(run=_bench_notify)
-
-    bench_events = sub.add_parser(
-        "bench-events",
-        help="the day-partitioned events table: 10 M rows stored, a 24 h timeline read",
-    )
-    bench_events.add_argument("--small", action="store_true", help="a quick check (1 minute)")
-    bench_events.add_argument("--report", type=Path, default=Path("events-bench-report.json"))
-    bench_events.set_defaults(run=_bench_events)
+    _bench_parser(
+        sub, "bench-events",
+        "the day-partitioned events table: 10 M rows stored, a 24 h timeline read",
+        _bench_events,
+    )  # fmt: skip
 
     schema = sub.add_parser("schema", help="print the canonical event JSON Schema")
     schema.add_argument("--write", action="store_true", help=f"write it to {SCHEMA_PATH}")
@@ -206,6 +196,17 @@ def _service(name: str) -> Command:
         return run_service(name, settings, processes.BUILDERS[name])
 
     return run
+
+
+def _bench_parser(sub: Any, name: str, helptext: str, run: Command) -> argparse.ArgumentParser:
+    """A `bench-*` subcommand with what they all take: `--small` and `--report` (default
+    `<what>-bench-report.json`)."""
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=helptext)
+    parser.add_argument("--small", action="store_true", help="a quick check (1 minute)")
+    what = name.removeprefix("bench-")
+    parser.add_argument("--report", type=Path, default=Path(f"{what}-bench-report.json"))
+    parser.set_defaults(run=run)
+    return parser
 
 
 def _people_option(parser: argparse.ArgumentParser) -> None:
