@@ -25,9 +25,11 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from devices.codecs import Codec
 from devices.events import ALARM_KINDS, Event
 from ingest import metrics
 from ingest.admission import Admission
@@ -55,8 +57,17 @@ _DEVICE_RATE, _DEVICE_BURST = 1.0, 5.0
 # A message waiting longer than this means the path has stopped making progress.
 _STALL_S = 30.0
 
-# (received at, perf_counter then, topic, payload)
-_Waiting = tuple[datetime, float, str, bytes]
+
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    """A message taken, waiting to be raised: routed once, on arrival."""
+
+    received_at: datetime
+    started: float  # perf_counter on arrival
+    codec: Codec
+    device_id: str
+    topic: str
+    payload: bytes
 
 
 class AlarmReader(Component):
@@ -102,7 +113,7 @@ class AlarmReader(Component):
 
     def health(self) -> dict[str, Any]:
         own, directory = super().health(), self._admission.directory.health()
-        oldest = time.perf_counter() - self._waiting[0][1] if self._waiting else 0.0
+        oldest = time.perf_counter() - self._waiting[0].started if self._waiting else 0.0
         ok = own["ok"] and directory["ok"] and self._mqtt.connected and oldest < _STALL_S
         return {
             **own,
@@ -118,8 +129,8 @@ class AlarmReader(Component):
     def _on_message(self, message: Received, generation: int) -> None:
         if message.retain:
             return  # an old alarm the broker kept: ingest skips it too
-        _, device_id = self._admission.route(message.topic)
-        if device_id is None:
+        codec, device_id = self._admission.route(message.topic)
+        if codec is None or device_id is None:
             return  # ingest says why, to the DLQ
         if not self._devices.allow(device_id):
             metrics.labelled(metrics.FAST_PATH, "device_over_allowance").inc()
@@ -127,8 +138,12 @@ class AlarmReader(Component):
         if len(self._waiting) >= self._queue_limit:
             metrics.labelled(metrics.FAST_PATH, "queue_full").inc()
             return
-        received = (datetime.now(UTC), time.perf_counter(), message.topic, message.payload)
-        self._waiting.append(received)
+        self._waiting.append(
+            _Waiting(
+                datetime.now(UTC), time.perf_counter(), codec, device_id, message.topic,
+                message.payload,
+            )
+        )  # fmt: skip
         self._ready.set()
 
     # -- raising -----------------------------------------------------------------------
@@ -140,7 +155,7 @@ class AlarmReader(Component):
                 self._ready.clear()
                 await self._ready.wait()
             batch = [self._waiting.popleft() for _ in range(min(_BATCH, len(self._waiting)))]
-            alarms = [await self._alarms(*item) for item in batch]
+            alarms = [await self._alarms(item) for item in batch]
             taken = [(item, found) for item, found in zip(batch, alarms, strict=True) if found]
             metrics.labelled(metrics.FAST_PATH, "no_alarm").inc(len(batch) - len(taken))
             if not taken:
@@ -159,19 +174,14 @@ class AlarmReader(Component):
     def _count(taken: list[tuple[_Waiting, list[Event]]], changed: set[str]) -> None:
         """Per message: `raised` here, or `already` raised by another path first."""
         now = time.perf_counter()
-        for (_, started, _, _), found in taken:
-            metrics.FAST_PATH_SECONDS.observe(now - started)
+        for waited, found in taken:
+            metrics.FAST_PATH_SECONDS.observe(now - waited.started)
             first = any(event.event_id in changed for event in found)
             metrics.labelled(metrics.FAST_PATH, "raised" if first else "already").inc()
 
-    async def _alarms(
-        self, received_at: datetime, _started: float, topic: str, payload: bytes
-    ) -> list[Event]:
+    async def _alarms(self, waited: _Waiting) -> list[Event]:
         """The message's alarms, after ingest's checks (its rejects are ingest's to report)."""
-        codec, device_id = self._admission.route(topic)
-        if codec is None or device_id is None:
-            return []
         events, _rejects = await self._admission.check_and_decode(
-            codec, device_id, topic, payload, received_at
+            waited.codec, waited.device_id, waited.topic, waited.payload, waited.received_at
         )
         return [e for e in events if e.kind in ALARM_KINDS]
