@@ -109,6 +109,10 @@ class CachedPartitioner:
         return partition
 
 
+# How long an urgent consumer's fetch may wait for a record (ms): see make_consumer.
+URGENT_WAIT_MS = 50
+
+
 def make_consumer(bootstrap: str, *, group_id: str, urgent: bool = False) -> AIOKafkaConsumer:
     """A group consumer that commits only when told to, starting at the oldest record.
 
@@ -117,12 +121,16 @@ def make_consumer(bootstrap: str, *, group_id: str, urgent: bool = False) -> AIO
 
     How it fetches depends on what waits for it. tansu answers a fetch only when it has
     `fetch_min_bytes` or when `fetch_max_wait_ms` has passed, and may hold an empty fetch
-    for the whole wait even if records arrive meanwhile. `urgent` (the alarm lane): any
-    record, waiting at most 5 ms, so an SOS is picked up within milliseconds (an idle lane
-    asks about 200 times a second, which costs tansu little). Otherwise (telemetry, the
-    rules worker): up to 256 KiB or 200 ms, so a busy topic is read in a few large fetches
-    rather than many small ones; at 4,000 events/s this took tansu from 95 to 40 % of a
-    core, and gives the workers larger batches (one transaction each).
+    for much of the wait even if records arrive meanwhile. `urgent` (the alarm lane, the
+    notifier): any record, waiting at most 50 ms. Each empty fetch costs tansu about a
+    millisecond of CPU, so the wait is a price in CPU per second of idling: at 5 ms one
+    idle urgent consumer took ~23 % of a core in tansu (and as much again in itself), at
+    50 ms ~6 %, and a record waited 10 ms at the median, 29 ms at worst (2026-12-05,
+    tansu alone). SOS alerts do not wait for this: the fast path (`carewatch alarms`)
+    raises them straight from MQTT; the alarm lane is its fallback. Otherwise (telemetry,
+    the rules worker): up to 256 KiB or 200 ms, so a busy topic is read in a few large
+    fetches rather than many small ones; at 4,000 events/s this took tansu from 95 to 40 %
+    of a core, and gives the workers larger batches (one transaction each).
 
     The alarm lane's session is also shorter (6 s, Kafka's minimum, heartbeats every
     second): when its process dies, its partitions move to the restarted one only once
@@ -135,7 +143,7 @@ def make_consumer(bootstrap: str, *, group_id: str, urgent: bool = False) -> AIO
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=1048576,
-        fetch_max_wait_ms=5 if urgent else 200,
+        fetch_max_wait_ms=URGENT_WAIT_MS if urgent else 200,
         fetch_min_bytes=1 if urgent else 256 * 1024,
         session_timeout_ms=6000 if urgent else 10000,
         heartbeat_interval_ms=1000 if urgent else 3000,
