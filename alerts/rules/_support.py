@@ -29,6 +29,9 @@ def config(ctx: Context) -> RulesConfig:
     return rules_config(ctx.config)
 
 
+# Several rules write the same event's times into state: formatting them was ~9 % of the
+# rules process at saturation (round 4 profile). Recent times are asked for again.
+@functools.lru_cache(maxsize=4096)
 def iso(ts: datetime) -> str:
     """A UTC time as state keeps it (and as timer keys spell it)."""
     return _in(ts, UTC).isoformat()
