@@ -57,6 +57,8 @@ def _storable(value: str) -> str:
     """PostgreSQL's text and jsonb refuse NUL, and JSON cannot carry a lone surrogate."""
     if "\x00" in value:
         raise ValueError("contains NUL (\\u0000), which cannot be stored")
+    if value.isascii():  # the usual case, and no surrogate in it: nothing to encode
+        return value
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -108,8 +110,10 @@ Salvaged = Annotated[
 
 
 def _at_least_one(model: BaseModel, names: tuple[str, ...]) -> None:
-    if all(getattr(model, n) is None for n in names):
-        raise ValueError(f"needs at least one of: {', '.join(names)}")
+    for name in names:  # a loop, not all(...): this runs for every vitals event
+        if getattr(model, name) is not None:
+            return
+    raise ValueError(f"needs at least one of: {', '.join(names)}")
 
 
 def _both_or_neither(model: Any) -> None:
