@@ -39,10 +39,12 @@ __all__ = [
     "ADMIN_USER",
     "NOT_CONFIGURED",
     "BrokerAccounts",
+    "BrokerNotConfigured",
     "accounts_for",
     "dynsec_config",
     "enable_accounts",
     "put_accounts",
+    "sync_roles",
     "wait_for_account",
 ]
 
@@ -85,19 +87,26 @@ class BrokerAccounts(Component):
         """Each account with this secret: created, or brought in line where it exists
         (its role's rights, client id, secret, enabled or not), so a repeated put
         converges. Returns once the broker has confirmed every change."""
-        roles = {account.role: _role(account) for account, _ in accounts}
-        await self._dynsec.upsert(
-            [
-                ({"command": "createRole", **r}, {"command": "modifyRole", **r})
-                for r in roles.values()
-            ]
-        )
+        await self.put_roles(account for account, _ in accounts)
         existed = await self._dynsec.upsert([(_create(a, s), _modify(a, s)) for a, s in accounts])
         # A new client is enabled; one that was there may have been disabled.
         await self._dynsec.check(
             [_enable(a) for (a, _), there in zip(accounts, existed, strict=True)
              if there or not a.enabled]
         )  # fmt: skip
+
+    async def put_roles(self, accounts: Iterable[Account]) -> int:
+        """The roles these accounts use, created or given exactly the rights the registry
+        says (no secret needed: the clients themselves are left as they are). Returns how
+        many roles, once the broker has confirmed them."""
+        roles = {account.role: _role(account) for account in accounts}
+        await self._dynsec.upsert(
+            [
+                ({"command": "createRole", **r}, {"command": "modifyRole", **r})
+                for r in roles.values()
+            ]
+        )
+        return len(roles)
 
     async def set_enabled(self, usernames: list[str], enabled: bool) -> None:
         """Enable, or disable (the broker disconnects a connected client), confirmed."""
@@ -209,6 +218,10 @@ NOT_CONFIGURED = (
 )
 
 
+class BrokerNotConfigured(MqttError):
+    """No admin account to change the broker's accounts with."""
+
+
 async def put_accounts(settings: Settings, accounts: Sequence[tuple[Account, str]]) -> str:
     """`BrokerAccounts.put` through the broker `settings` lead to; says what it did."""
     if not accounts:
@@ -219,6 +232,19 @@ async def put_accounts(settings: Settings, accounts: Sequence[tuple[Account, str
     async with broker:
         await broker.put(accounts)
     return f"broker: {len(accounts)} account(s) in place, confirmed by the broker"
+
+
+async def sync_roles(settings: Settings, accounts: Sequence[Account]) -> str:
+    """`BrokerAccounts.put_roles` through the broker `settings` lead to. For a broker that
+    keeps running across an upgrade which gives accounts new topics (the alarm topic):
+    `carewatch up` writes every role afresh when it starts its broker, a broker of your
+    own keeps the rights it was given. Raises BrokerNotConfigured without an admin."""
+    broker = accounts_for(settings)
+    if broker is None:
+        raise BrokerNotConfigured(NOT_CONFIGURED)
+    async with broker:
+        count = await broker.put_roles(accounts)
+    return f"broker: {count} role(s) of {len(accounts)} account(s) in line with the registry"
 
 
 async def enable_accounts(settings: Settings, usernames: list[str], enabled: bool) -> str:

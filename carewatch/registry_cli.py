@@ -23,7 +23,13 @@ import orjson
 from api.areas import normalize_area
 from api.records import resident_record
 from carewatch import cli_audit, rules_cli
-from carewatch.broker_accounts import ADMIN_USER, dynsec_config, enable_accounts, put_accounts
+from carewatch.broker_accounts import (
+    ADMIN_USER,
+    dynsec_config,
+    enable_accounts,
+    put_accounts,
+    sync_roles,
+)
 from devices import registry, residents
 from devices.broker_auth import (
     ROLE_TOPICS,
@@ -103,6 +109,11 @@ def add_parsers(sub: Any) -> None:
     )
     export.add_argument("--file", required=True, type=Path, metavar="FILE")
     export.set_defaults(run=_run(_export_accounts))
+    u_actions.add_parser(
+        "sync-roles",
+        help="give every account on the running broker exactly the topics the registry says "
+        "(after an upgrade that adds topics, e.g. the alarm topic); secrets stay as they are",
+    ).set_defaults(run=_run(_sync_roles))
 
     residents = sub.add_parser("residents", help="the people devices belong to")
     r_actions = residents.add_subparsers(required=True, metavar="ACTION")
@@ -253,6 +264,13 @@ async def _export_accounts(
     print(f"wrote {len(accounts)} accounts to {args.file}; start the broker with it")
     print(f"admin username: {ADMIN_USER}")
     print(f"admin secret:   {admin}   (shown once; CAREWATCH_MQTT_ADMIN_URL uses it)")
+    return 0
+
+
+async def _sync_roles(
+    conn: asyncpg.Connection, _args: argparse.Namespace, settings: Settings
+) -> int:
+    print(await sync_roles(settings, await load_accounts(conn)))
     return 0
 
 
