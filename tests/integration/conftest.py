@@ -22,7 +22,8 @@ import asyncpg
 import orjson
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from playwright.async_api import Browser
 
 from alerts import event_store, store
@@ -38,7 +39,7 @@ from devices.events import make_event
 from devices.registry import add_device
 from ingest.pipeline import Ingest
 from plumbing.db import connect_pool
-from plumbing.kafka import DLQ_TOPIC
+from plumbing.kafka import DLQ_TOPIC, EVENTS_TOPIC
 from plumbing.mqtt import MqttClient, with_login
 from plumbing.settings import Settings
 from tests.integration.browser import Console, chromium, serve_console
@@ -104,6 +105,8 @@ class Pipeline:
     ingest: Ingest
     rules: RulesProcess
     registry_link: TcpLink  # between ingest and its registry database
+    progress: EventsProgress
+    telemetry_group: str
     dlq: list[dict[str, Any]] = field(default_factory=list)
     clients: dict[str, MqttClient] = field(default_factory=dict)
     logins: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (user, secret)
@@ -226,10 +229,13 @@ class Pipeline:
     async def settle(self, device_id: str) -> None:
         """Wait until both workers have handled everything published so far for a device.
 
-        A fall is sent after it: same device, same partition, so once the rules worker's
-        state has the fall (its alert alone may come from the alarm lane, ahead of the
-        worker) and the fall's row exists, every earlier event of the device has been
-        through both.
+        A fall is sent after it. MQTT keeps a connection's messages in order, so once the
+        rules worker's state has the fall, ingest has read every earlier message (the
+        fall's alert alone may come from the alarm lane, ahead of the worker). It is not
+        proof that the worker has them too: ingest writes alarms on a producer of their
+        own that never waits for a batch to fill, so a reading sent before the fall may
+        reach Kafka after it. Hence: once ingest has nothing in flight, everything is in
+        Kafka; then wait until both workers are past every partition's end as it was then.
         """
         msg_id = f"settle-{uuid.uuid4()}"
         await self.publish(device_id, {"kind": "fall", "msg_id": msg_id})
@@ -242,15 +248,55 @@ class Pipeline:
             falls = self.rules.state(device_id).get("alarms", {}).get("falls", [])
             return any(f[1] == fall.event_id for f in falls)
 
+        async def ingest_idle() -> bool:
+            return self.ingest.health()["inflight"] == 0
+
         # Long enough for a restarted rules process to get its partitions back: tansu
         # answers each join after ~5 s and keeps a stopped member until its session times
         # out (10 s), so a restart costs two rounds of joining (~20 s measured).
         await eventually(seen_by_rules, within=45)
-        await eventually(lambda: self._has_fall_row(device_id))
+        await eventually(ingest_idle)
+        ends = await self.progress.ends()
 
-    async def _has_fall_row(self, device_id: str) -> bool:
-        async with self.db.acquire() as conn:
-            return await event_store.has_event(conn, device_id, "fall")
+        async def rules_past() -> bool:
+            return all(self.rules.parts.store.applied(p, end - 1) for p, end in ends.items())
+
+        async def telemetry_past() -> bool:
+            done = await self.progress.committed(self.telemetry_group)
+            return all(done.get(p, 0) >= end for p, end in ends.items())
+
+        await eventually(rules_past)
+        await eventually(telemetry_past)
+
+
+class EventsProgress:
+    """How far the events topic goes, and how far a consumer group has committed in it."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        self._partitions: list[TopicPartition] = []
+
+    async def __aenter__(self) -> EventsProgress:
+        await self._consumer.start()
+        await self._admin.start()
+        await self._consumer.topics()  # metadata, for the partitions
+        found = self._consumer.partitions_for_topic(EVENTS_TOPIC) or set()
+        self._partitions = [TopicPartition(EVENTS_TOPIC, p) for p in sorted(found)]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._consumer.stop()
+        await self._admin.close()
+
+    async def ends(self) -> dict[int, int]:
+        """Each non-empty partition's next offset."""
+        ends = await self._consumer.end_offsets(self._partitions)
+        return {tp.partition: end for tp, end in ends.items() if end > 0}
+
+    async def committed(self, group_id: str) -> dict[int, int]:
+        done = await self._admin.list_consumer_group_offsets(group_id, partitions=self._partitions)
+        return {tp.partition: meta.offset for tp, meta in done.items() if meta.offset >= 0}
 
 
 def _via(url: str, port: int) -> str:
@@ -279,14 +325,20 @@ async def pipeline(stack: EmbeddedStack) -> AsyncIterator[Pipeline]:
     rules_pool = await connect_pool(stack.database_url)
     telemetry_pool = await connect_pool(stack.database_url, init=prepare_staging)
     rules = RulesProcess(stack=stack, pool=rules_pool, group_id=f"test-rules-{run}")
-    telemetry = telemetry_parts(
-        _settings(stack, telemetry_group=f"test-telemetry-{run}"), telemetry_pool
-    )
+    telemetry_group = f"test-telemetry-{run}"
+    telemetry = telemetry_parts(_settings(stack, telemetry_group=telemetry_group), telemetry_pool)
+    progress = EventsProgress(stack.kafka_bootstrap)
     pipeline = Pipeline(
-        stack=stack, db=rules_pool, ingest=ingest, rules=rules, registry_link=registry_link
+        stack=stack,
+        db=rules_pool,
+        ingest=ingest,
+        rules=rules,
+        registry_link=registry_link,
+        progress=progress,
+        telemetry_group=telemetry_group,
     )
     dlq_reader = asyncio.create_task(_collect(stack.kafka_bootstrap, DLQ_TOPIC, pipeline.dlq))
-    async with telemetry.dead_letters, telemetry.consumer, rules, ingest:
+    async with telemetry.dead_letters, telemetry.consumer, rules, ingest, progress:
         yield pipeline
         for client in pipeline.clients.values():
             await client.stop()
