@@ -180,7 +180,7 @@ def check_scale(settings: Settings, *, ingests: int, workers: int) -> None:
     topic's partitions (a worker past them would get no partition: it would only stand by)."""
     if not 1 <= ingests <= MAX_INGESTS:
         raise EmbeddedError(f"--ingest must be 1 to {MAX_INGESTS}, not {ingests}")
-    partitions = settings.events_partitions
+    partitions = settings.topic_partitions()
     if not 1 <= workers <= partitions:
         raise EmbeddedError(
             f"--workers must be 1 to {partitions} (the events topic's partitions,"

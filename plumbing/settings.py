@@ -18,9 +18,18 @@ import orjson
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["STACK_FILE", "ConfigError", "Settings"]
+__all__ = ["EMBEDDED_PARTITIONS", "PARTITIONS", "STACK_FILE", "ConfigError", "Settings"]
 
 STACK_FILE = "stack.json"
+
+# Partitions of the events, alarms and alerts topics unless `events_partitions` says:
+# as many workers of a group as that can share the work. The embedded Kafka gets fewer:
+# tansu's memory storage pays for every partition's batches on every fetch, so with 12 a
+# stored record costs it more the longer it runs (docs/benchmarks.md, round 6). Four
+# workers of a kind are more than a machine that runs the whole stack can use; set
+# CAREWATCH_EVENTS_PARTITIONS for more.
+PARTITIONS = 12
+EMBEDDED_PARTITIONS = 4
 
 
 class ConfigError(Exception):
@@ -60,7 +69,9 @@ class Settings(BaseSettings):
     max_clock_ahead_s: float = Field(
         300.0, ge=0, description="events dated further ahead of arrival are refused"
     )
-    events_partitions: int = Field(12, ge=1)
+    events_partitions: int | None = Field(
+        None, ge=1, description="partitions of the topics up creates; unset = see topic_partitions"
+    )
     gateway_host: str = Field("0.0.0.0", description="where the watch gateway listens")
     gateway_port: int = Field(5093, ge=0, le=65535, description="the watch gateway's TCP port")
     gateway_idle_timeout_s: float = Field(
@@ -176,6 +187,12 @@ class Settings(BaseSettings):
                 f"`carewatch up` (looked for {self.stack_file()})"
             )
         return found
+
+    def topic_partitions(self) -> int:
+        """How many partitions `up` gives the topics it creates."""
+        if self.events_partitions is not None:
+            return self.events_partitions
+        return PARTITIONS if self.kafka_bootstrap else EMBEDDED_PARTITIONS
 
     def require_database_url(self) -> str:
         return self._require("database_url", self.database_url)

@@ -12,6 +12,7 @@ from aiokafka.errors import KafkaError
 
 from carewatch.embedded.process import LOOPBACK, ChildProcess, EmbeddedError, claim_port
 from plumbing.kafka import ensure_topics
+from plumbing.settings import EMBEDDED_PARTITIONS
 
 __all__ = ["EmbeddedKafka", "tansu_binary"]
 
@@ -33,7 +34,7 @@ class EmbeddedKafka:
         *,
         data_dir: Path,
         port: int | None = None,
-        partitions: int = 12,
+        partitions: int = EMBEDDED_PARTITIONS,
         start_timeout: float = 30.0,
     ) -> None:
         self.data_dir = data_dir

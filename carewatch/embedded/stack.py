@@ -112,7 +112,7 @@ class EmbeddedStack:
         self._described.append(("postgres", f"embedded PostgreSQL at {postgres.url}"))
 
     async def _start_kafka(self, data_dir: Path) -> None:
-        partitions = self.settings.events_partitions
+        partitions = self.settings.topic_partitions()
         if self.settings.kafka_bootstrap:
             self.kafka_bootstrap = self.settings.kafka_bootstrap
             try:

@@ -31,7 +31,7 @@ from prometheus_client import REGISTRY
 
 from carewatch.processes import BUILDERS
 from plumbing import kafka
-from plumbing.settings import Settings
+from plumbing.settings import PARTITIONS, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -548,13 +548,13 @@ def test_autoscaling_follows_consumer_groups_and_partitions() -> None:
         (trigger,) = doc["spec"]["triggers"]
         meta = trigger["metadata"]
         assert (meta["consumerGroup"], meta["topic"]) == groups[process]
-        assert doc["spec"]["maxReplicaCount"] <= defaults.events_partitions
+        assert doc["spec"]["maxReplicaCount"] <= PARTITIONS
         bootstrap = next(d for d in _k8s_docs() if d["kind"] == "ConfigMap")["data"]
         assert meta["bootstrapServers"] == bootstrap["CAREWATCH_KAFKA_BOOTSTRAP"]
 
 
 def _wanted_topics() -> dict[str, int]:
-    partitions = Settings().events_partitions
+    partitions = PARTITIONS  # a Kafka of one's own
     return {
         kafka.EVENTS_TOPIC: partitions,
         kafka.ALARMS_TOPIC: partitions,

@@ -32,3 +32,15 @@ def test_the_embedded_stack_file_supplies_role_accounts(
     settings = Settings(data_dir=tmp_path)
     assert settings.require_mqtt_url("ingest") == "mqtt://i:s@127.0.0.1:1"
     assert settings.require_mqtt_url("devices") == "mqtt://127.0.0.1:1"
+
+
+def test_topics_get_fewer_partitions_on_the_embedded_kafka(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("CAREWATCH_KAFKA_BOOTSTRAP", "CAREWATCH_EVENTS_PARTITIONS"):
+        monkeypatch.delenv(name, raising=False)
+    assert Settings(data_dir=tmp_path).topic_partitions() == 4
+    assert Settings(data_dir=tmp_path, kafka_bootstrap="kafka:9092").topic_partitions() == 12
+    for bootstrap in (None, "kafka:9092"):
+        chosen = Settings(data_dir=tmp_path, kafka_bootstrap=bootstrap, events_partitions=7)
+        assert chosen.topic_partitions() == 7
