@@ -3,10 +3,10 @@
 It starts the embedded stack and the services as `up` does, signs an operator in with
 Debian's Chromium (Playwright) and measures, in the browser:
 
-- **SOS press -> rendered row**: devices press SOS one a second while `rate` events/s of
-  ordinary traffic flow from other devices; the page notes (MutationObserver, then the
-  next animation frame) when each alarm's row is on screen; the press time is taken just
-  before the publish. Both clocks are this machine's.
+- **SOS press -> rendered row**: devices press SOS one a second on their alarm topic
+  while `rate` events/s of ordinary traffic flow from other devices; the page notes
+  (MutationObserver, then the next animation frame) when each alarm's row is on screen;
+  the press time is taken just before the publish. Both clocks are this machine's.
 - **the queue with `open_alerts` open alarms**: the page loaded afresh (navigation start to
   the load event, rows included), and the live refresh (`/ui/queue` fetched and swapped).
 
@@ -35,7 +35,7 @@ from api import users
 from carewatch.bench import in_a_fresh_directory, percentiles, write_report
 from carewatch.extras import needs_extra
 from carewatch.simulate import raise_fd_limit, register_fleet
-from devices.codecs.native import topic_for
+from devices.codecs.native import alarm_topic_for
 from plumbing.db import connect_pool
 from plumbing.mqtt import MqttClient, with_login
 from plumbing.settings import Settings
@@ -180,7 +180,9 @@ async def _press_under_load(
         await asyncio.sleep(2.0)  # the load is flowing
         for device, button in buttons.items():
             pressed[device] = time.time()
-            await button.publish(topic_for(device), orjson.dumps({"kind": "sos"}))
+            # As docs/native-format.md asks: the alarm topic, and a msg_id.
+            press = orjson.dumps({"kind": "sos", "msg_id": f"{device}-1"})
+            await button.publish(alarm_topic_for(device), press)
             await asyncio.sleep(1.0)
         await driving
         await _until_rows(page, pool, sos_ids)
