@@ -8,7 +8,8 @@ alerts, no geofence flapping from re-applied fixes, no lost offline timers.
 
 The embedded Kafka keeps topics in memory, so `carewatch up` deletes the stored offsets
 when it starts a fresh broker (they would point past the new topics' ends and skip their
-first records). An operator who recreates topics on a real cluster must do the same.
+first records) and files each device's state under the partition its records now land in
+(`topics_made_anew`). An operator who recreates topics on a real cluster must do the same.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from typing import Any
 import asyncpg
 import orjson
 
-__all__ = ["RuleStateStore", "forget_positions", "stored_positions"]
+from plumbing.kafka import CachedPartitioner
+
+__all__ = ["RuleStateStore", "stored_positions", "topics_made_anew"]
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +133,22 @@ async def stored_positions(conn: asyncpg.Connection, group_id: str, topic: str) 
     return {r["partition"]: r["next_offset"] for r in rows}
 
 
-async def forget_positions(conn: asyncpg.Connection) -> None:
-    """Forget every stored position: the topics they point into are new (an embedded Kafka
-    started afresh), so they would point past their ends and skip their first records."""
+async def topics_made_anew(conn: asyncpg.Connection, *, partitions: int) -> None:
+    """The topics are new (an embedded Kafka started afresh), with `partitions` each.
+
+    Every stored position is forgotten: it would point past the new topics' ends and skip
+    their first records. Every device's state moves to the partition its records now land
+    in: the worker that owns a partition loads the states stored under it, so a state left
+    under the old count's partition would never be loaded (an open offline alert would
+    never resolve, a removal timer would be forgotten)."""
     await conn.execute("DELETE FROM consumer_positions")
+    partitioner, every = CachedPartitioner(), list(range(partitions))
+    rows = await conn.fetch("SELECT device_id, partition FROM rule_state")
+    moved = []
+    for row in rows:
+        now = partitioner(row["device_id"].encode(), every, every)
+        if now != row["partition"]:
+            moved.append((row["device_id"], now))
+    if moved:
+        await conn.executemany("UPDATE rule_state SET partition = $2 WHERE device_id = $1", moved)
+        log.info("rule states moved to new partitions", extra={"moved": len(moved)})

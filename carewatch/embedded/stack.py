@@ -18,7 +18,7 @@ import asyncpg
 import orjson
 from aiokafka.errors import KafkaError
 
-from alerts.rule_state import forget_positions
+from alerts.rule_state import topics_made_anew
 from carewatch.broker_accounts import ADMIN_USER, dynsec_config
 from carewatch.embedded.kafka import EmbeddedKafka
 from carewatch.embedded.mqtt import EmbeddedMqtt
@@ -123,11 +123,12 @@ class EmbeddedStack:
             return
         kafka = await self._enter("kafka", EmbeddedKafka(data_dir=data_dir, partitions=partitions))
         self.kafka_bootstrap = kafka.bootstrap
-        # A fresh in-memory broker: offsets stored by an earlier run point past its end.
+        # A fresh in-memory broker: positions stored by an earlier run point past its end,
+        # and the partition count may have changed since.
         conn = await asyncpg.connect(self.database_url)
         try:
             await migrate(conn)
-            await forget_positions(conn)
+            await topics_made_anew(conn, partitions=partitions)
         finally:
             await conn.close()
         self._described.append(("kafka", f"embedded tansu at {kafka.bootstrap}"))

@@ -96,6 +96,24 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Embed
         yield running
 
 
+@pytest_asyncio.fixture
+async def own_database(stack: EmbeddedStack) -> AsyncIterator[str]:
+    """The URL of a new, empty database on the stack's PostgreSQL, dropped after the test:
+    for tests that delete or move what other tests' rows rely on."""
+    name = f"own_{uuid.uuid4().hex[:8]}"
+    await _admin(stack.database_url, f"CREATE DATABASE {name}")
+    yield f"{stack.database_url.rsplit('/', 1)[0]}/{name}"
+    await _admin(stack.database_url, f"DROP DATABASE {name} WITH (FORCE)")
+
+
+async def _admin(url: str, statement: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
 @dataclass
 class Pipeline:
     """The running pipeline and what a test needs to drive and observe it."""

@@ -9,7 +9,6 @@ other tests' events."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 
@@ -21,7 +20,6 @@ from prometheus_client import REGISTRY
 from alerts import event_store, partitions
 from alerts.telemetry import TelemetryWriter
 from carewatch.cli import main
-from carewatch.embedded import EmbeddedStack
 from devices.events import Event, make_event
 from plumbing.consumer import Batch
 from plumbing.db import connect_pool, migrate
@@ -32,24 +30,8 @@ NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 
 
 @pytest_asyncio.fixture
-async def database(stack: EmbeddedStack) -> AsyncIterator[str]:
-    name = f"partitions_{uuid.uuid4().hex[:8]}"
-    await _admin(stack.database_url, f"CREATE DATABASE {name}")
-    yield f"{stack.database_url.rsplit('/', 1)[0]}/{name}"
-    await _admin(stack.database_url, f"DROP DATABASE {name} WITH (FORCE)")
-
-
-async def _admin(url: str, statement: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
-@pytest_asyncio.fixture
-async def db(database: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await connect_pool(database, init=event_store.prepare_staging)
+async def db(own_database: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await connect_pool(own_database, init=event_store.prepare_staging)
     try:
         yield pool
     finally:
@@ -192,8 +174,8 @@ async def test_retention_drops_whole_days_past_it_only(db: asyncpg.Pool) -> None
         assert date(2026, 12, 8) not in await partitions.existing_days(conn)
 
 
-async def test_the_migration_keeps_the_stored_events(database: str) -> None:
-    conn = await asyncpg.connect(database)
+async def test_the_migration_keeps_the_stored_events(own_database: str) -> None:
+    conn = await asyncpg.connect(own_database)
     try:
         await migrate(conn, upto=16)
         rows = [
@@ -232,13 +214,13 @@ async def test_the_migration_keeps_the_stored_events(database: str) -> None:
 
 
 async def test_the_cli_lists_and_prunes_partitions(
-    database: str,
+    own_database: str,
     db: asyncpg.Pool,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     await _store(db, _event(datetime(2020, 1, 2, tzinfo=UTC), 1, received_at=NOW))
-    monkeypatch.setenv("CAREWATCH_DATABASE_URL", database)
+    monkeypatch.setenv("CAREWATCH_DATABASE_URL", own_database)
     monkeypatch.setenv("CAREWATCH_RETENTION_DAYS", "400")
 
     assert await asyncio.to_thread(main, ["events", "partitions"]) == 0
