@@ -23,7 +23,7 @@ import orjson
 
 from plumbing.kafka import CachedPartitioner
 
-__all__ = ["RuleStateStore", "stored_positions", "topics_made_anew"]
+__all__ = ["RuleStateStore", "move_states", "stored_positions", "topics_made_anew"]
 
 log = logging.getLogger(__name__)
 
@@ -137,11 +137,18 @@ async def topics_made_anew(conn: asyncpg.Connection, *, partitions: int) -> None
     """The topics are new (an embedded Kafka started afresh), with `partitions` each.
 
     Every stored position is forgotten: it would point past the new topics' ends and skip
-    their first records. Every device's state moves to the partition its records now land
-    in: the worker that owns a partition loads the states stored under it, so a state left
-    under the old count's partition would never be loaded (an open offline alert would
-    never resolve, a removal timer would be forgotten)."""
+    their first records. And the states move to the new partitions (`move_states`)."""
     await conn.execute("DELETE FROM consumer_positions")
+    await move_states(conn, partitions=partitions)
+
+
+async def move_states(conn: asyncpg.Connection, *, partitions: int) -> tuple[int, int]:
+    """File every device's state under the partition its records land in on an events
+    topic of `partitions` partitions (the producers' partitioner); (moved, stored).
+
+    The worker that owns a partition loads the states stored under it, so a state left
+    under an earlier partition count's number would never be loaded again (an open
+    offline alert would never resolve, a removal timer would be forgotten)."""
     partitioner, every = CachedPartitioner(), list(range(partitions))
     rows = await conn.fetch("SELECT device_id, partition FROM rule_state")
     moved = []
@@ -152,3 +159,4 @@ async def topics_made_anew(conn: asyncpg.Connection, *, partitions: int) -> None
     if moved:
         await conn.executemany("UPDATE rule_state SET partition = $2 WHERE device_id = $1", moved)
         log.info("rule states moved to new partitions", extra={"moved": len(moved)})
+    return len(moved), len(rows)

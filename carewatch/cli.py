@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
         service = sub.add_parser(name, help=helptext)
         service.set_defaults(run=_service(name))
         if name == "rules":
-            rules_cli.add_check_parser(service)  # `carewatch rules check`
+            rules_cli.add_rules_actions(service)  # `carewatch rules check`, `move-state`
 
     alerts_cli.add_parsers(sub)
     users_cli.add_parsers(sub)

@@ -1,4 +1,5 @@
-"""`carewatch rules check` and `carewatch residents configure`: rule configuration.
+"""`carewatch rules check` and `carewatch residents configure`: rule configuration;
+`carewatch rules move-state`: the rules workers' stored state after partitions are added.
 
 Defaults ship in the package (alerts/rules/defaults.toml; deploy/rules.toml is a copy to
 read); each resident may override any part of them, stored in PostgreSQL (`resident_rules`).
@@ -16,18 +17,21 @@ from typing import Any
 
 import asyncpg
 import orjson
+from aiokafka.errors import KafkaError
 
+from alerts.rule_state import move_states
 from alerts.rules.config import DEFAULTS_PATH, check
 from carewatch import cli_audit
 from devices import residents
 from devices.errors import RegistryError
 from plumbing.db import DatabaseError, connect_pool, run_on_connection
+from plumbing.kafka import EVENTS_TOPIC, partition_count
 from plumbing.settings import ConfigError, Settings
 
-__all__ = ["add_check_parser", "add_configure_parser"]
+__all__ = ["add_configure_parser", "add_rules_actions"]
 
 
-def add_check_parser(rules: argparse.ArgumentParser) -> None:
+def add_rules_actions(rules: argparse.ArgumentParser) -> None:
     actions = rules.add_subparsers(metavar="ACTION")
     chk = actions.add_parser("check", help="validate rules.toml and every resident's overrides")
     chk.add_argument(
@@ -35,6 +39,12 @@ def add_check_parser(rules: argparse.ArgumentParser) -> None:
     )
     chk.add_argument("--offline", action="store_true", help="only the file, not the database")
     chk.set_defaults(run=_check)
+    move = actions.add_parser(
+        "move-state",
+        help="after partitions were added to the events topic, with every rules process "
+        "stopped: file each device's rule state under its new partition",
+    )
+    move.set_defaults(run=_move_state)
 
 
 def add_configure_parser(residents_actions: Any) -> None:
@@ -61,6 +71,22 @@ def _check(args: argparse.Namespace, settings: Settings) -> int:
     if not problems:
         print(f"ok: {args.file} and {len(overrides)} residents' overrides")
     return 1 if problems else 0
+
+
+def _move_state(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        bootstrap, url = settings.require_kafka_bootstrap(), settings.require_database_url()
+        partitions = asyncio.run(partition_count(bootstrap, EVENTS_TOPIC))
+        if not partitions:
+            print(f"carewatch: no topic {EVENTS_TOPIC} at {bootstrap}", file=sys.stderr)
+            return 1
+        moved, stored = run_on_connection(url, lambda c: move_states(c, partitions=partitions))
+    except (ConfigError, DatabaseError, KafkaError) as exc:
+        print(f"carewatch: {exc}", file=sys.stderr)
+        return 1
+    where = f"{EVENTS_TOPIC}: {partitions} partitions"
+    print(f"moved {moved} of {stored} devices' rule state ({where})")
+    return 0
 
 
 def _configure(args: argparse.Namespace, settings: Settings) -> int:

@@ -19,6 +19,7 @@ __all__ = [
     "group_lag",
     "make_consumer",
     "make_producer",
+    "partition_count",
     "topic_exists",
 ]
 
@@ -86,6 +87,17 @@ async def topic_exists(producer: AIOKafkaProducer, topic: str) -> bool:
     """Whether the cluster has `topic` (asking does not create it)."""
     cluster = await producer.client.fetch_all_metadata()
     return topic in cluster.topics()
+
+
+async def partition_count(bootstrap: str, topic: str) -> int:
+    """How many partitions `topic` has (0: no such topic)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()  # fetches the cluster's metadata
+        return len(consumer.partitions_for_topic(topic) or ())
+    finally:
+        await consumer.stop()
 
 
 class CachedPartitioner:

@@ -1,11 +1,13 @@
-"""The rules worker's stored state when the embedded Kafka comes back with another
-partition count (alerts/rule_state.py `topics_made_anew`): each device's state is found
-by the worker that owns its new partition, and no stored position survives.
+"""The rules worker's stored state when the events topic's partition count changes: the
+embedded Kafka started anew (alerts/rule_state.py `topics_made_anew`) or partitions added
+on a cluster (`carewatch rules move-state`). Each device's state must be found by the
+worker that owns its new partition.
 
 A database of its own: the shared one's positions belong to the running pipeline."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -13,8 +15,10 @@ import pytest
 import pytest_asyncio
 
 from alerts.rule_state import RuleStateStore, topics_made_anew
+from carewatch.cli import main
+from carewatch.embedded import EmbeddedStack
 from plumbing.db import connect_pool
-from plumbing.kafka import EVENTS_TOPIC, CachedPartitioner
+from plumbing.kafka import EVENTS_TOPIC, CachedPartitioner, partition_count
 
 pytestmark = pytest.mark.integration
 
@@ -62,3 +66,32 @@ async def test_each_state_is_loaded_by_the_owner_of_its_new_partition(
         mine = [d for d in devices if _partition(d, 4) == partition]
         assert sorted(owner.devices()) == sorted(mine)
         assert all(owner.state(d) == states[d] for d in mine)
+
+
+async def test_move_state_files_states_by_the_events_topics_partitions(
+    db: asyncpg.Pool,
+    own_database: str,
+    stack: EmbeddedStack,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`carewatch rules move-state`, for a cluster whose events topic got more partitions:
+    it asks Kafka how many there are now, and keeps the stored positions."""
+    partitions = await partition_count(stack.kafka_bootstrap, EVENTS_TOPIC)
+    devices = [f"dev-{n}" for n in range(40)]
+    states = {d: {"battery": {"lowest": n}} for n, d in enumerate(devices)}
+    await _store_under_12(db, states)
+    monkeypatch.setenv("CAREWATCH_DATABASE_URL", own_database)
+    monkeypatch.setenv("CAREWATCH_KAFKA_BOOTSTRAP", stack.kafka_bootstrap)
+
+    assert await asyncio.to_thread(main, ["rules", "move-state"]) == 0
+    moved = sum(_partition(d, 12) != _partition(d, partitions) for d in devices)
+    assert f"moved {moved} of 40 devices' rule state" in capsys.readouterr().out
+    owner = RuleStateStore(pool=db, group_id="rules", topic=EVENTS_TOPIC)
+    positions = await owner.assigned(set(range(partitions)))
+    assert positions == dict.fromkeys(range(partitions), 100)  # a cluster keeps its offsets
+    assert all(owner.state(d) == states[d] for d in devices)
+
+    monkeypatch.setenv("CAREWATCH_KAFKA_BOOTSTRAP", "127.0.0.1:1")  # nothing listens
+    assert await asyncio.to_thread(main, ["rules", "move-state"]) == 1
+    assert "carewatch:" in capsys.readouterr().err
