@@ -49,7 +49,7 @@ from carewatch.extras import needs_extra
 from carewatch.simulate import raise_fd_limit, register_fleet
 from devices.codecs.native import alarm_topic_for
 from plumbing.db import connect_pool
-from plumbing.kafka import EVENTS_TOPIC
+from plumbing.kafka import EVENTS_TOPIC, end_offsets, group_lag
 from plumbing.mqtt import MqttClient, with_login
 from plumbing.settings import Settings
 from simulators.load import LoadGenerator, StepLoad
@@ -291,19 +291,17 @@ async def _lag(stack: EmbeddedStack, pool: asyncpg.Pool) -> dict[str, int]:
     """Records in carewatch.events.v1 not yet consumed: telemetry by its committed offsets,
     rules by the positions it stores in PostgreSQL."""
     settings = stack.settings
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=stack.kafka_bootstrap, group_id=settings.telemetry_group
-    )
+    consumer = AIOKafkaConsumer(bootstrap_servers=stack.kafka_bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
+        await consumer.topics()  # fetches the cluster's metadata
         parts = consumer.partitions_for_topic(EVENTS_TOPIC) or set()
         tps = [TopicPartition(EVENTS_TOPIC, p) for p in parts]
-        ends = await consumer.end_offsets(tps)
-        telemetry = 0
-        for tp in tps:  # read after `ends`: a consumer may be past them by now
-            telemetry += max(0, ends[tp] - ((await consumer.committed(tp)) or 0))
+        ends = await end_offsets(consumer, tps)
     finally:
         await consumer.stop()
+    # Read after `ends`: a consumer may be past them by now.
+    telemetry = await group_lag(stack.kafka_bootstrap, settings.telemetry_group, EVENTS_TOPIC)
     async with pool.acquire() as conn:
         done = await stored_positions(conn, settings.rules_group, EVENTS_TOPIC)
     rules = sum(max(0, ends[tp] - done.get(tp.partition, 0)) for tp in tps)

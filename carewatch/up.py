@@ -298,8 +298,9 @@ async def _drain_workers(settings: Settings, bootstrap: str, within: float = 60.
     """Wait until the workers have consumed everything ingest wrote (at most `within` s).
 
     The embedded Kafka keeps records in memory only: what the workers have not read when
-    it stops is gone, acknowledged SOS presses included. Two readings of no lag in a row,
-    because tansu's end offsets can lag a moment behind the last write."""
+    it stops is gone, acknowledged SOS presses included. The lag counts to each
+    partition's last record (plumbing/kafka.py `end_offsets`: tansu's own answer stops at
+    its last batch's first record). Two readings of no lag in a row, as slack."""
     groups = (
         (settings.telemetry_group, EVENTS_TOPIC),
         (settings.rules_group, EVENTS_TOPIC),

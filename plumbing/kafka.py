@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -15,6 +16,7 @@ __all__ = [
     "DLQ_TOPIC",
     "EVENTS_TOPIC",
     "CachedPartitioner",
+    "end_offsets",
     "ensure_topics",
     "group_lag",
     "make_consumer",
@@ -162,6 +164,28 @@ def make_consumer(bootstrap: str, *, group_id: str, urgent: bool = False) -> AIO
     )
 
 
+async def end_offsets(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """Each partition's next offset, i.e. the offset after its last record.
+
+    Asking is not enough with tansu: it answers a ListOffsets with its last batch's
+    *first* offset + 1 (37 records in one batch: 1), so a consumer that had read into
+    that batch would seem to have read everything. So the last batch is read for its
+    last record. `consumer` is one of no group; this assigns it the partitions."""
+    ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+    wanted = {tp for tp in partitions if ends[tp] > 0}
+    consumer.assign(list(wanted))
+    for tp in wanted:
+        consumer.seek(tp, ends[tp] - 1)
+    deadline = time.monotonic() + 10  # a batch stored is there to read: this is slack
+    while wanted and time.monotonic() < deadline:
+        for tp, records in (await consumer.getmany(timeout_ms=500)).items():
+            ends[tp] = max(ends[tp], records[-1].offset + 1)
+            wanted.discard(tp)
+    return ends
+
+
 async def group_lag(bootstrap: str, group_id: str, topic: str) -> int:
     """Records of `topic` written but not yet committed by `group_id` (a group that has
     committed nothing counts from the start of each partition)."""
@@ -176,8 +200,8 @@ async def group_lag(bootstrap: str, group_id: str, topic: str) -> int:
             partitions = [
                 TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()
             ]
-        ends = await consumer.end_offsets(partitions)
         starts = await consumer.beginning_offsets(partitions)
+        ends = await end_offsets(consumer, partitions)
         committed = await admin.list_consumer_group_offsets(group_id, partitions=partitions)
     finally:
         await consumer.stop()

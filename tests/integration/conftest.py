@@ -39,7 +39,7 @@ from devices.events import make_event
 from devices.registry import add_device
 from ingest.pipeline import Ingest
 from plumbing.db import connect_pool
-from plumbing.kafka import DLQ_TOPIC, EVENTS_TOPIC
+from plumbing.kafka import DLQ_TOPIC, EVENTS_TOPIC, end_offsets
 from plumbing.mqtt import MqttClient, with_login
 from plumbing.settings import Settings
 from tests.integration.browser import Console, chromium, serve_console
@@ -308,20 +308,9 @@ class EventsProgress:
         await self._admin.close()
 
     async def ends(self) -> dict[int, int]:
-        """Each non-empty partition's next offset. tansu answers a ListOffsets with its last
-        batch's first offset + 1, so the last batch is read for its last record."""
-        listed = await self._consumer.end_offsets(self._partitions)
-        wanted = [tp for tp, end in listed.items() if end > 0]
-        self._consumer.assign(wanted)
-        for tp in wanted:
-            self._consumer.seek(tp, listed[tp] - 1)
-        ends: dict[int, int] = {}
-        async with asyncio.timeout(10):
-            while len(ends) < len(wanted):
-                fetched = await self._consumer.getmany(timeout_ms=1000)
-                for tp, records in fetched.items():
-                    ends[tp.partition] = max(ends.get(tp.partition, 0), records[-1].offset + 1)
-        return ends
+        """Each non-empty partition's next offset."""
+        ends = await end_offsets(self._consumer, self._partitions)
+        return {tp.partition: end for tp, end in ends.items() if end > 0}
 
     async def committed(self, group_id: str) -> dict[int, int]:
         done = await self._admin.list_consumer_group_offsets(group_id, partitions=self._partitions)
