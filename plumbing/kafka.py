@@ -94,8 +94,8 @@ async def topic_exists(producer: AIOKafkaProducer, topic: str) -> bool:
 async def partition_count(bootstrap: str, topic: str) -> int:
     """How many partitions `topic` has (0: no such topic)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
+    try:  # stopped even when it cannot start: an unclosed consumer warns when collected
+        await consumer.start()
         await consumer.topics()  # fetches the cluster's metadata
         return len(consumer.partitions_for_topic(topic) or ())
     finally:
