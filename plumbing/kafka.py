@@ -191,8 +191,8 @@ async def group_lag(bootstrap: str, group_id: str, topic: str) -> int:
     committed nothing counts from the start of each partition)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="carewatch-admin")
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await admin.start()
-    try:
+    try:  # both closed even when they cannot start: an unclosed consumer warns when collected
+        await admin.start()
         await consumer.start()
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         if not partitions:
