@@ -41,7 +41,6 @@ from typing import Any
 import asyncpg
 import orjson
 import psutil
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from alerts import event_store, store
 from alerts.rule_state import stored_positions
@@ -49,7 +48,7 @@ from carewatch.extras import needs_extra
 from carewatch.simulate import raise_fd_limit, register_fleet
 from devices.codecs.native import alarm_topic_for
 from plumbing.db import connect_pool
-from plumbing.kafka import EVENTS_TOPIC, end_offsets, group_lag
+from plumbing.kafka import EVENTS_TOPIC, group_progress
 from plumbing.mqtt import MqttClient, with_login
 from plumbing.settings import Settings
 from simulators.load import LoadGenerator, StepLoad
@@ -291,20 +290,11 @@ async def _lag(stack: EmbeddedStack, pool: asyncpg.Pool) -> dict[str, int]:
     """Records in carewatch.events.v1 not yet consumed: telemetry by its committed offsets,
     rules by the positions it stores in PostgreSQL."""
     settings = stack.settings
-    consumer = AIOKafkaConsumer(bootstrap_servers=stack.kafka_bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer.topics()  # fetches the cluster's metadata
-        parts = consumer.partitions_for_topic(EVENTS_TOPIC) or set()
-        tps = [TopicPartition(EVENTS_TOPIC, p) for p in parts]
-        ends = await end_offsets(consumer, tps)
-    finally:
-        await consumer.stop()
-    # Read after `ends`: a consumer may be past them by now.
-    telemetry = await group_lag(stack.kafka_bootstrap, settings.telemetry_group, EVENTS_TOPIC)
+    progress = await group_progress(stack.kafka_bootstrap, settings.telemetry_group, EVENTS_TOPIC)
+    telemetry = sum(max(0, end - done) for end, done in progress.values())
     async with pool.acquire() as conn:
         done = await stored_positions(conn, settings.rules_group, EVENTS_TOPIC)
-    rules = sum(max(0, ends[tp] - done.get(tp.partition, 0)) for tp in tps)
+    rules = sum(max(0, end - done.get(p, 0)) for p, (end, _) in progress.items())
     return {"telemetry": telemetry, "rules": rules}
 
 

@@ -18,7 +18,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from plumbing.kafka import DLQ_TOPIC
+from plumbing.kafka import DLQ_TOPIC, partitions_of
 from plumbing.settings import Settings
 
 __all__ = ["add_parser", "read_dlq"]
@@ -95,7 +95,7 @@ async def read_dlq(bootstrap: str) -> list[dict[str, Any]]:
     )
     await consumer.start()
     try:
-        partitions = [TopicPartition(DLQ_TOPIC, p) for p in await _partitions(consumer)]
+        partitions = await partitions_of(consumer, DLQ_TOPIC)
         if not partitions:
             return []
         consumer.assign(partitions)
@@ -111,11 +111,6 @@ async def read_dlq(bootstrap: str) -> list[dict[str, Any]]:
     finally:
         await consumer.stop()
     return sorted(records, key=lambda r: str(r.get("received_at")))
-
-
-async def _partitions(consumer: AIOKafkaConsumer) -> set[int]:
-    await consumer.topics()  # fetches the cluster's metadata
-    return consumer.partitions_for_topic(DLQ_TOPIC) or set()
 
 
 async def _reached_end(consumer: AIOKafkaConsumer, end: dict[TopicPartition, int]) -> bool:

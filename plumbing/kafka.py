@@ -19,9 +19,11 @@ __all__ = [
     "end_offsets",
     "ensure_topics",
     "group_lag",
+    "group_progress",
     "make_consumer",
     "make_producer",
     "partition_count",
+    "partitions_of",
     "topic_exists",
 ]
 
@@ -91,13 +93,18 @@ async def topic_exists(producer: AIOKafkaProducer, topic: str) -> bool:
     return topic in cluster.topics()
 
 
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """`topic`'s partitions, in order (none if there is no such topic)."""
+    await consumer.topics()  # fetches the cluster's metadata
+    return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+
+
 async def partition_count(bootstrap: str, topic: str) -> int:
     """How many partitions `topic` has (0: no such topic)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:  # stopped even when it cannot start: an unclosed consumer warns when collected
         await consumer.start()
-        await consumer.topics()  # fetches the cluster's metadata
-        return len(consumer.partitions_for_topic(topic) or ())
+        return len(await partitions_of(consumer, topic))
     finally:
         await consumer.stop()
 
@@ -187,28 +194,31 @@ async def end_offsets(
 
 
 async def group_lag(bootstrap: str, group_id: str, topic: str) -> int:
-    """Records of `topic` written but not yet committed by `group_id` (a group that has
-    committed nothing counts from the start of each partition)."""
+    """Records of `topic` written but not yet committed by `group_id`."""
+    progress = await group_progress(bootstrap, group_id, topic)
+    return sum(max(0, end - done) for end, done in progress.values())
+
+
+async def group_progress(bootstrap: str, group_id: str, topic: str) -> dict[int, tuple[int, int]]:
+    """Per partition of `topic`: its end, and how far `group_id` has committed (read after
+    the end; a group that has committed nothing counts from the partition's start)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="carewatch-admin")
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:  # both closed even when they cannot start: an unclosed consumer warns when collected
         await admin.start()
         await consumer.start()
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        if not partitions:
-            await consumer.topics()  # metadata not fetched yet
-            partitions = [
-                TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()
-            ]
+        partitions = await partitions_of(consumer, topic)
         starts = await consumer.beginning_offsets(partitions)
         ends = await end_offsets(consumer, partitions)
         committed = await admin.list_consumer_group_offsets(group_id, partitions=partitions)
     finally:
         await consumer.stop()
         await admin.close()
-    lag = 0
+    progress = {}
     for tp in partitions:
         done = committed.get(tp)
-        position = done.offset if done is not None and done.offset >= 0 else starts[tp]
-        lag += max(0, ends[tp] - position)
-    return lag
+        progress[tp.partition] = (
+            ends[tp],
+            done.offset if done is not None and done.offset >= 0 else starts[tp],
+        )
+    return progress

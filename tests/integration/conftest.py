@@ -39,7 +39,7 @@ from devices.events import make_event
 from devices.registry import add_device
 from ingest.pipeline import Ingest
 from plumbing.db import connect_pool
-from plumbing.kafka import DLQ_TOPIC, EVENTS_TOPIC, end_offsets
+from plumbing.kafka import DLQ_TOPIC, EVENTS_TOPIC, end_offsets, partitions_of
 from plumbing.mqtt import MqttClient, with_login
 from plumbing.settings import Settings
 from tests.integration.browser import Console, chromium, serve_console
@@ -298,9 +298,7 @@ class EventsProgress:
     async def __aenter__(self) -> EventsProgress:
         await self._consumer.start()
         await self._admin.start()
-        await self._consumer.topics()  # metadata, for the partitions
-        found = self._consumer.partitions_for_topic(EVENTS_TOPIC) or set()
-        self._partitions = [TopicPartition(EVENTS_TOPIC, p) for p in sorted(found)]
+        self._partitions = await partitions_of(self._consumer, EVENTS_TOPIC)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

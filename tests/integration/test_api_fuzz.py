@@ -13,10 +13,8 @@ import asyncio
 import shutil
 import signal
 import sys
-import uuid
 from pathlib import Path
 
-import asyncpg
 import httpx
 import orjson
 import pytest
@@ -32,11 +30,13 @@ CHECKS = "not_a_server_error,response_schema_conformance,status_code_conformance
 
 
 async def test_fuzzing_the_api_finds_no_server_error_and_no_broken_schema(
-    stack: EmbeddedStack, tmp_path: Path
+    stack: EmbeddedStack, own_database: str, tmp_path: Path
 ) -> None:
     schemathesis = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
     assert schemathesis is not None, "schemathesis is in the test extra"
-    database_url = await _database_of_its_own(stack.database_url)
+    # The fuzzer disables, re-keys and deletes what it finds, which must not be the other
+    # tests' devices and residents.
+    database_url = own_database
     pool = await connect_pool(database_url, max_size=2)
     try:
         async with pool.acquire() as conn:
@@ -83,18 +83,6 @@ async def test_fuzzing_the_api_finds_no_server_error_and_no_broken_schema(
     logged = [orjson.loads(line) for line in log_path.read_bytes().splitlines() if line[:1] == b"{"]
     errors = [str(entry) for entry in logged if entry.get("level") == "error"]
     assert fuzz.returncode == 0, report[-6000:] + "\n".join(errors[-5:])
-
-
-async def _database_of_its_own(url: str) -> str:
-    """A fresh database on the same server: the fuzzer disables, re-keys and deletes what
-    it finds, which must not be the other tests' devices and residents."""
-    name = f"fuzz_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(f"CREATE DATABASE {name}")
-    finally:
-        await conn.close()
-    return f"{url.rsplit('/', 1)[0]}/{name}"
 
 
 async def _answers(base: str) -> bool:
