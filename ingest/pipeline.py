@@ -11,7 +11,8 @@ Flow of one message:
      ingest/work_queue.py)
   -> `_records`: route by topic, size check, decode -> events and DLQ records (sos and
      fall events also go to the alarm lane's topic, ahead of the rest)
-  -> all records produced; when Kafka confirms every one -> mark done -> PUBACK in order.
+  -> all records produced (ordinary ones in a batch per partition of ingest's own,
+     plumbing/kafka_batches.py); when Kafka confirms every one -> done -> PUBACK in order.
 A failed Kafka write is retried (with backoff) until it succeeds or the process stops; the
 message is never acked before, so nothing acknowledged is lost. Redelivered messages give
 the same event ids, so the copies are dropped downstream.
@@ -32,10 +33,11 @@ import asyncio
 import itertools
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -51,6 +53,7 @@ from ingest.work_queue import WorkQueue
 from plumbing.backoff import Backoff
 from plumbing.component import Component
 from plumbing.kafka import ALARMS_TOPIC, DLQ_TOPIC, EVENTS_TOPIC, make_producer, topic_exists
+from plumbing.kafka_batches import KafkaBatches
 from plumbing.mqtt import MqttClient
 
 __all__ = ["Ingest", "Record", "subscription_filter"]
@@ -71,9 +74,9 @@ ORDINARY_LINGER_MS = 50
 _YIELD_EVERY = 16
 
 
-@dataclass(frozen=True)
-class Record:
-    """One Kafka record to write for a message, and what it counts as."""
+class Record(NamedTuple):
+    """One Kafka record to write for a message, and what it counts as (a named tuple:
+    made for every record, cheaper than a frozen dataclass)."""
 
     topic: str
     key: bytes
@@ -100,6 +103,19 @@ class _Session:
 # A message waiting to be handled: its session, its ack, receive time (UTC, and
 # perf_counter) and route.
 _Received = tuple[_Session, Delivery, datetime, float, Route]
+
+
+@dataclass(eq=False, slots=True)
+class _Pending:
+    """A message whose records are being written: done when none is `left`, or when its
+    retry (after any of them `failed`) has written them all again."""
+
+    session: _Session
+    delivery: Delivery
+    records: list[Record]
+    started: float  # perf_counter on receipt
+    left: int
+    failed: bool = False
 
 
 class Ingest(Component):
@@ -134,6 +150,7 @@ class Ingest(Component):
         self._kafka_bootstrap = kafka_bootstrap
         self._producer: AIOKafkaProducer | None = None
         self._alarm_producer: AIOKafkaProducer | None = None
+        self._batches: KafkaBatches[_Pending] | None = None  # of self._producer
         self._alarm_copies = False  # whether carewatch.alarms.v1 exists (known at start)
 
         def session(suffix: str, filters: tuple[str, ...], limit: int, alarm: bool) -> _Session:
@@ -183,10 +200,15 @@ class Ingest(Component):
     async def _open(self) -> None:
         await self._directory.start()
         # Telemetry lingers to fill larger batches (fewer requests for ingest and the
-        # broker to handle); records of a message with an alarm go out at once on a
+        # broker to handle), batched here rather than by the producer (one callback per
+        # batch, not per record); records of a message with an alarm go out at once on a
         # producer of their own, never waiting for a batch of telemetry to fill.
         self._producer = make_producer(self._kafka_bootstrap, linger_ms=ORDINARY_LINGER_MS)
         await self._producer.start()
+        self._batches = KafkaBatches(
+            self._producer, linger_s=ORDINARY_LINGER_MS / 1000, on_written=self._batch_written
+        )
+        await self._batches.prepare((EVENTS_TOPIC, DLQ_TOPIC))
         self._alarm_producer = make_producer(
             self._kafka_bootstrap, client_id="carewatch-alarms", linger_ms=0
         )
@@ -195,6 +217,7 @@ class Ingest(Component):
         self._accepting = True
         # Not restarted: messages it held would never be acked. The process stops instead.
         self.supervise("process", self._process_loop, restart=False)
+        self.supervise("kafka-batches", self._batches.run, restart=False)
         if self._alarm_mqtt is not None:  # first: alarms have a reader before anything else
             await self._alarm_mqtt.start()
         await self._mqtt.start()
@@ -298,7 +321,7 @@ class Ingest(Component):
                 log.exception("processing failed", extra={"topic": message.topic})
                 reject = Reject(policy.INTERNAL_ERROR, repr(exc)[:500])
                 records = [self._dlq(reject, message.topic, None, message.payload, received_at)]
-            await self._write(session, delivery, records, started)
+            await self._write(_Pending(session, delivery, records, started, len(records)))
 
     # -- checking and decoding ---------------------------------------------------
 
@@ -342,57 +365,82 @@ class Ingest(Component):
 
     # -- writing -----------------------------------------------------------------
 
-    async def _write(
-        self, session: _Session, delivery: Delivery, records: list[Record], started: float
-    ) -> None:
-        producer = self._producer_for(records)
-        try:
-            futures = [await producer.send(r.topic, r.value, key=r.key) for r in records]
-        except KafkaError as exc:
-            self.spawn("retry", self._retry(session, delivery, records, started, exc))
-            return
-        # Most messages are one record: no gathering future for those.
-        written = futures[0] if len(futures) == 1 else asyncio.gather(*futures)
-        written.add_done_callback(lambda f: self._written(session, delivery, records, started, f))
+    async def _write(self, pending: _Pending) -> None:
+        """Ordinary records into the batches of their partitions; records of a message with
+        an alarm straight to the alarm producer, which sends at once."""
+        records = pending.records
+        if not records:
+            self._finish([pending])
+        elif not _carries_alarm(records):
+            assert self._batches is not None
+            for r in records:
+                self._batches.add(r.topic, r.key, r.value, pending)
+        else:
+            producer = self._alarm_producer
+            assert producer is not None
+            try:
+                futures = [await producer.send(r.topic, r.value, key=r.key) for r in records]
+            except KafkaError as exc:
+                self._failed(pending, exc)
+                return
+            written = futures[0] if len(futures) == 1 else asyncio.gather(*futures)
+            written.add_done_callback(lambda f: self._alarm_written(pending, f))
 
-    def _written(
-        self,
-        session: _Session,
-        delivery: Delivery,
-        records: list[Record],
-        started: float,
-        fut: asyncio.Future[Any],
-    ) -> None:
+    def _alarm_written(self, pending: _Pending, fut: asyncio.Future[Any]) -> None:
         if fut.cancelled():
             return
         exc = fut.exception()
         if exc is not None:
-            self.spawn("retry", self._retry(session, delivery, records, started, exc))
+            self._failed(pending, exc)
+        else:
+            self._finish([pending])
+
+    def _batch_written(self, tokens: list[_Pending], error: BaseException | None) -> None:
+        """A batch is in Kafka (or failed): a message is done when all its records are."""
+        if error is not None:
+            for pending in dict.fromkeys(tokens):
+                self._failed(pending, error)
             return
-        self._count(records)
-        metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)
-        metrics.ACKED.inc(session.acks.done(delivery))
-        if len(session.acks) <= session.limit // 2:
-            session.client.resume_reading()
+        done = []
+        for pending in tokens:
+            pending.left -= 1
+            if not pending.left and not pending.failed:
+                done.append(pending)
+        self._finish(done)
+
+    def _failed(self, pending: _Pending, exc: BaseException) -> None:
+        if not pending.failed:  # once, however many of its batches failed
+            pending.failed = True
+            self.spawn("retry", self._retry(pending, exc))
+
+    def _finish(self, done: list[_Pending]) -> None:
+        """Count what was written and ack the messages (in order, per session)."""
+        now = time.perf_counter()
+        written: Counter[tuple[str, str]] = Counter()
+        sessions = set()
+        for pending in done:
+            written.update((r.topic, r.label) for r in pending.records)
+            metrics.PRODUCE_SECONDS.observe(now - pending.started)
+            metrics.ACKED.inc(pending.session.acks.done(pending.delivery))
+            sessions.add(pending.session)
+        _count(written)
+        for session in sessions:
+            if len(session.acks) <= session.limit // 2:
+                session.client.resume_reading()
         if not self._inflight():
             self._idle.set()
 
-    async def _retry(
-        self,
-        session: _Session,
-        delivery: Delivery,
-        records: list[Record],
-        started: float,
-        exc: BaseException,
-    ) -> None:
+    async def _retry(self, pending: _Pending, exc: BaseException) -> None:
         """Write again until Kafka takes it. The records already written become duplicates
         with the same event ids, which storage and alerting drop."""
         backoff = Backoff(first=0.2, cap=10.0)
+        records = pending.records
+        producer = self._alarm_producer if _carries_alarm(records) else self._producer
+        assert producer is not None
         while True:
             metrics.PRODUCE_RETRIES.inc()
             log.warning("kafka write failed; retrying", extra={"error": repr(exc)})
             await backoff.wait()
-            producer = self._producer_for(records)
             try:
                 futures = [await producer.send(r.topic, r.value, key=r.key) for r in records]
                 await asyncio.gather(*futures)
@@ -400,23 +448,19 @@ class Ingest(Component):
                 exc = err
                 continue
             break
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        self._written(session, delivery, records, started, done)
+        self._finish([pending])
 
-    def _producer_for(self, records: list[Record]) -> AIOKafkaProducer:
-        alarm = any(r.label in ALARM_KINDS for r in records)
-        producer = self._alarm_producer if alarm else self._producer
-        assert producer is not None
-        return producer
 
-    @staticmethod
-    def _count(records: list[Record]) -> None:
-        for r in records:
-            if r.topic == EVENTS_TOPIC:
-                metrics.labelled(metrics.EVENTS, r.label).inc()
-            elif r.topic == DLQ_TOPIC:
-                metrics.labelled(metrics.REJECTS, r.label).inc()
+def _carries_alarm(records: list[Record]) -> bool:
+    return any(r.label in ALARM_KINDS for r in records)
+
+
+def _count(written: Counter[tuple[str, str]]) -> None:
+    for (topic, label), n in written.items():
+        if topic == EVENTS_TOPIC:
+            metrics.labelled(metrics.EVENTS, label).inc(n)
+        elif topic == DLQ_TOPIC:
+            metrics.labelled(metrics.REJECTS, label).inc(n)
 
 
 def _ack(client: MqttClient, ready: list[Delivery]) -> None:
