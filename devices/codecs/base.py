@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -51,9 +51,9 @@ class Decoded:
     rejects: list[DecodeError] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Message:
-    """One message to decode, with what the transport and the registry know about it."""
+class Message(NamedTuple):
+    """One message to decode, with what the transport and the registry know about it.
+    (A named tuple: made for every message, about a third of a frozen dataclass's cost.)"""
 
     payload: bytes
     topic: str
