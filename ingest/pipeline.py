@@ -404,7 +404,7 @@ class Ingest(Component):
         done = []
         for pending in tokens:
             pending.left -= 1
-            if not pending.left and not pending.failed:
+            if not pending.left:  # none of its records failed: they count only when written
                 done.append(pending)
         self._finish(done)
 
