@@ -208,7 +208,14 @@ class Ingest(Component):
         self._batches = KafkaBatches(
             self._producer, linger_s=ORDINARY_LINGER_MS / 1000, on_written=self._batch_written
         )
-        await self._batches.prepare((EVENTS_TOPIC, DLQ_TOPIC))
+        try:
+            await self._batches.prepare((EVENTS_TOPIC, DLQ_TOPIC))
+        except KafkaError:
+            topics = [EVENTS_TOPIC, DLQ_TOPIC]
+            log.error(
+                "cannot learn the topics' partitions: are they created?", extra={"topics": topics}
+            )
+            raise
         self._alarm_producer = make_producer(
             self._kafka_bootstrap, client_id="carewatch-alarms", linger_ms=0
         )
