@@ -42,7 +42,7 @@ class TelemetryWriter:
         self._clock = clock
 
     async def handle(self, batch: Batch[Event]) -> None:
-        rows = [event_row(e) for e in batch.items]
+        rows = [event_row(e, r.value) for e, r in zip(batch.items, batch.sources, strict=True)]
         keep_from = partitions.keep_from(self._clock(), self._retention_days)
         async with self._pool.acquire() as conn:
             metrics.STORED.inc(await store_rows(conn, rows, keep_from=keep_from))

@@ -15,12 +15,13 @@ from datetime import UTC, date, datetime, timedelta
 import asyncpg
 import pytest
 import pytest_asyncio
+from aiokafka.structs import ConsumerRecord
 from prometheus_client import REGISTRY
 
 from alerts import event_store, partitions
 from alerts.telemetry import TelemetryWriter
 from carewatch.cli import main
-from devices.events import Event, make_event
+from devices.events import Event, event_to_json, make_event
 from plumbing.consumer import Batch
 from plumbing.db import connect_pool, migrate
 
@@ -129,7 +130,7 @@ async def test_a_day_without_partition_never_fails_the_batch(db: asyncpg.Pool) -
         _event(clock - timedelta(days=45), 4, received_at=clock),  # past retention
     ]
 
-    await writer.handle(Batch(items=items, sources=[], offsets={}))
+    await writer.handle(Batch(items=items, sources=[_record(e) for e in items], offsets={}))
 
     stored = {event_id for _, event_id in await _where(db)}
     assert stored == {e.event_id for e in items[:3]}
@@ -237,3 +238,9 @@ async def test_the_cli_lists_and_prunes_partitions(
 def _day(november: int, hour: int) -> datetime:
     """`november` 28 to 31 (31: December 1st), at `hour` UTC."""
     return datetime(2026, 11, 28, hour, tzinfo=UTC) + timedelta(days=november - 28)
+
+
+def _record(event: Event) -> ConsumerRecord[bytes, bytes]:
+    """The event as telemetry reads it off carewatch.events.v1."""
+    value = event_to_json(event)
+    return ConsumerRecord("carewatch.events.v1", 0, 0, 0, 0, None, value, None, 0, len(value), ())
