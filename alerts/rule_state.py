@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import orjson
@@ -40,13 +40,20 @@ SET partition = excluded.partition, state = excluded.state, updated_at = now()
 
 
 class RuleStateStore:
-    """The `Positions` of the rules consumer, and the state of the devices it owns."""
+    """The `Positions` of the rules consumer, and the state of the devices it owns.
+
+    Each state is held as the JSON it was stored as, and `state` hands out a new copy:
+    the rules change a batch's copies, which replace the state only once stored, so a
+    failed, retried batch starts from where it started. Holding the JSON makes that copy
+    one parse instead of a write and a parse (copy and save: 5.0-5.7 -> 3.2 µs per
+    device and batch, a bench device's state; a batch touches nearly one device per
+    event), and takes less memory than the dicts."""
 
     def __init__(self, *, pool: asyncpg.Pool, group_id: str, topic: str) -> None:
         self._pool = pool
         self._group = group_id
         self._topic = topic
-        self._states: dict[str, dict[str, Any]] = {}
+        self._states: dict[str, bytes] = {}
         self._partition_of: dict[str, int] = {}
         # Per owned partition, the next offset to apply, as stored (unknown until a first
         # save if nothing was stored yet).
@@ -57,15 +64,16 @@ class RuleStateStore:
         self.lock = asyncio.Lock()
 
     def state(self, device_id: str, partition: int | None = None) -> dict[str, Any]:
-        """A device's current state ({rule: state}); new devices start empty. Read-only:
-        changes go through `put` once they are stored."""
+        """A copy of a device's current state ({rule: state}), new devices' empty: the
+        caller's to change (the change is the device's state once `save`d and `put`)."""
         if partition is not None:
             self._partition_of[device_id] = partition
-        return self._states.get(device_id, {})
+        stored = self._states.get(device_id)
+        return {} if stored is None else cast(dict[str, Any], orjson.loads(stored))
 
-    def put(self, states: dict[str, dict[str, Any]], offsets: dict[int, int] | None = None) -> None:
-        """Adopt states and offsets that `save` has stored (after its transaction committed)."""
-        self._states.update(states)
+    def put(self, stored: dict[str, bytes], offsets: dict[int, int] | None = None) -> None:
+        """Adopt the states and offsets `save` has stored (after its transaction committed)."""
+        self._states.update(stored)
         for partition, offset in (offsets or {}).items():
             if partition in self.owned:
                 self._next[partition] = offset
@@ -94,7 +102,7 @@ class RuleStateStore:
                 self._group, self._topic, list(partitions),
             )  # fmt: skip
         for row in rows:
-            self._states[row["device_id"]] = orjson.loads(row["state"])
+            self._states[row["device_id"]] = row["state"].encode()
             self._partition_of[row["device_id"]] = row["partition"]
         for partition in partitions:
             self._next.pop(partition, None)
@@ -115,14 +123,16 @@ class RuleStateStore:
 
     async def save(
         self, conn: asyncpg.Connection, states: dict[str, dict[str, Any]], offsets: dict[int, int]
-    ) -> None:
-        """Store the devices' states and the partitions' next offsets (caller's transaction)."""
-        if states:
+    ) -> dict[str, bytes]:
+        """Store the devices' states and the partitions' next offsets (caller's transaction);
+        returns the states as stored, for `put` once the transaction has committed."""
+        stored = {device: orjson.dumps(state) for device, state in states.items()}
+        if stored:
             await conn.execute(
                 _SAVE_STATES,
-                list(states),
-                [self._partition_of[d] for d in states],
-                [orjson.dumps(state).decode() for state in states.values()],
+                list(stored),
+                [self._partition_of[d] for d in stored],
+                [state.decode() for state in stored.values()],
             )
         if offsets:
             await conn.executemany(
@@ -131,6 +141,7 @@ class RuleStateStore:
                 " DO UPDATE SET next_offset = $4, updated_at = now()",
                 [(self._group, self._topic, p, o) for p, o in offsets.items()],
             )
+        return stored
 
 
 async def stored_positions(conn: asyncpg.Connection, group_id: str, topic: str) -> dict[int, int]:
