@@ -70,7 +70,7 @@ log = logging.getLogger(__name__)
 # longer: ingest holds each message until Kafka has it, at most `max_inflight` (1,000) at
 # a time, so the wait caps the rate at about 1,000 / (linger + a round trip), ~14,000
 # messages/s at 50 ms. Alarms do not wait (their producer's linger is 0).
-ORDINARY_LINGER_MS = 50
+ORDINARY_LINGER_MS = 100
 # Messages handled between two turns of the event loop (sockets read, Kafka answered).
 _YIELD_EVERY = 16
 
