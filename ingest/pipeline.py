@@ -65,11 +65,13 @@ log = logging.getLogger(__name__)
 # batches cost less per record in ingest's Kafka client and in the broker, and in tansu
 # (the embedded Kafka) much less: each fetch there costs in proportion to the batches a
 # partition holds. With two consumers reading 3,000 records/s, tansu took 107 % of a core
-# by 180,000 records stored at 20 ms, 58 % at 50 ms, 39 % at 100 ms; the bench at 10,000
-# messages/s offered stored 3,760/s at 50 ms against 3,014/s at 20 ms, back to back. Not
-# longer: ingest holds each message until Kafka has it, at most `max_inflight` (1,000) at
-# a time, so the wait caps the rate at about 1,000 / (linger + a round trip), ~14,000
-# messages/s at 50 ms. Alarms do not wait (their producer's linger is 0).
+# by 180,000 records stored at 20 ms, 58 % at 50 ms, 39 % at 100 ms; in the bench's five
+# steps it took 13-22 µs of CPU per stored message at 100 ms against 15-31 at 50 ms
+# (docs/benchmarks.md, round 8). Not longer: ingest holds each message until Kafka has
+# it, at most `max_inflight` (2,000 by default) at a time, so the wait caps the rate at
+# about max_inflight / (linger + a round trip), ~15,000 messages/s at 100 ms; and an
+# ordinary event's alert (vitals, geofence) waits that much more. Alarms do not wait
+# (their producer's linger is 0).
 ORDINARY_LINGER_MS = 100
 # Messages handled between two turns of the event loop (sockets read, Kafka answered).
 _YIELD_EVERY = 16
@@ -128,7 +130,7 @@ class Ingest(Component):
         client_id: str,
         mqtt_protocol: Literal["5", "3.1.1"] = "5",
         share_group: str = "",
-        max_inflight: int = 1000,
+        max_inflight: int = 2000,
         database_url: str,
         max_payload_bytes: int = 64 * 1024,
         device_rate: float = 10.0,
