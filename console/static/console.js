@@ -69,7 +69,7 @@
       toast(T.done || "Done");
       redrawLater = false;
       refreshAlarm(true);
-      document.body.dispatchEvent(new Event("cw:changes"));
+      changed();
     } catch (exc) {
       if (error) error.textContent = exc.message;
       toast((T.failed || "Failed") + ": " + exc.message, true);
@@ -177,6 +177,24 @@
     sessionStorage.setItem("cw-seen", JSON.stringify(Array.from(seen).slice(-500)));
   }
 
+  /* ---- reading the queue again ------------------------------------------------ */
+
+  // Every change is followed by a read of the queue (htmx, on `cw:changes`) that starts
+  // after it, at most one every REREAD_MS: a burst's changes share reads, and the last
+  // one is never left out. (htmx's own `throttle` drops what comes inside its window: an
+  // alarm 100 ms after another change waited on screen for the change after it.) While a
+  // read is in flight htmx keeps the latest trigger and sends it when the read is back.
+  const REREAD_MS = 300;
+  let lastRead = 0, readDue = null;
+  function changed() {
+    if (readDue !== null) return;  // a read is due that starts after this change
+    readDue = setTimeout(() => {
+      readDue = null;
+      lastRead = Date.now();
+      document.body.dispatchEvent(new Event("cw:changes"));
+    }, Math.max(0, lastRead + REREAD_MS - Date.now()));
+  }
+
   /* ---- the live stream -------------------------------------------------------- */
 
   function live(state) {
@@ -195,7 +213,7 @@
       live("live");
       // Back after a drop: the stream resumes from Last-Event-ID, and the queue is read
       // again in full, so nothing shown is stale.
-      if (retry > 0) document.body.dispatchEvent(new Event("cw:changes"));
+      if (retry > 0) changed();
       retry = 0;
     };
     source.onerror = () => {
@@ -209,7 +227,7 @@
     };
     source.addEventListener("alert", (event) => {
       const change = JSON.parse(event.data);
-      document.body.dispatchEvent(new Event("cw:changes"));
+      changed();
       if (change.alert_id === openAlarmId()) refreshAlarmSoon();
     });
   }
@@ -370,7 +388,7 @@
       toast(T.done);
       ownRedraw = true;
       if (window.htmx) htmx.ajax("GET", "/ui/alerts/" + id, { target: "#alarm", swap: "innerHTML" });
-      document.body.dispatchEvent(new Event("cw:changes"));
+      changed();
     } catch (exc) { toast(T.failed + ": " + exc.message, true); }
   }
 
