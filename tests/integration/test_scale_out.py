@@ -8,6 +8,7 @@ import asyncio
 import os
 import signal
 import time
+import urllib.request
 import uuid
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from pathlib import Path
 import asyncpg
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from alerts import event_store
 from carewatch.simulate import register_fleet
@@ -94,7 +96,7 @@ async def test_killing_and_adding_processes_under_load_loses_and_doubles_nothing
         for name in ("ingest", "ingest-2"):
             assert scrape(children[name][1]).get("carewatch_ingest_events", 0) > 0, name
         for name in added:
-            assert scrape(children[name][1]).get("carewatch_worker_records", 0) > 0, name
+            assert _records_read(children[name][1], _worker(name)) > 0, name
         joined = _assignments(started.logs / "rules-3.log")
         assert joined and joined[-1], joined
         survived = _assignments(started.logs / "rules.log")
@@ -126,8 +128,8 @@ async def _kill_and_add(
             for service in ("rules", "telemetry")
         ]
     added = [task.result()[0] for task in joining]
-    # Under load until both took over some partitions and read from them.
-    await eventually(lambda: _consumed(children[added[0]][1], children[added[1]][1]), within=45)
+    # Under load until both took over some events partitions and read from them.
+    await eventually(lambda: _consumed(*(children[name][1] for name in added)), within=45)
     await _more_stored(pool, devices, 300)
     return added
 
@@ -143,9 +145,29 @@ async def _restarted(supervisor: Supervisor, *names: str) -> bool:
     return all(children[n]["restarts_10min"] >= 1 and children[n]["running"] for n in names)
 
 
-async def _consumed(*ports: int) -> bool:
-    counts = [await asyncio.to_thread(scrape, port) for port in ports]
-    return all(c.get("carewatch_worker_records", 0) > 0 for c in counts)
+async def _consumed(rules_port: int, telemetry_port: int) -> bool:
+    rules = await asyncio.to_thread(_records_read, rules_port, "rules")
+    telemetry = await asyncio.to_thread(_records_read, telemetry_port, "telemetry")
+    return rules > 0 and telemetry > 0
+
+
+def _records_read(port: int, worker: str) -> float:
+    """Records the process's `worker` consumer read: the events group's alone (a rules
+    process also reads the alarm lane's topic, in a group that forms seconds sooner)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+        text = answer.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "carewatch_worker_records"
+        for sample in family.samples
+        if sample.name.endswith("_total") and sample.labels.get("worker") == worker
+    )
+
+
+def _worker(name: str) -> str:
+    """The events consumer of process `name` (`rules-3` -> `rules`)."""
+    return name.rsplit("-", 1)[0]
 
 
 async def _more_stored(pool: asyncpg.Pool, devices: list[str], more: int) -> None:
