@@ -24,6 +24,7 @@ import signal
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -496,14 +497,20 @@ def scrape_service(children: dict[str, tuple[ChildProcess, int]], service: str) 
     return total
 
 
-def scrape(port: int) -> dict[str, float]:
-    """Sum of each counter's samples on a process's /metrics (empty if unreachable)."""
+def scrape(port: int, labels: Mapping[str, str] | None = None) -> dict[str, float]:
+    """Sum of each counter's samples on a process's /metrics (empty if unreachable); with
+    `labels`, of the samples that carry those labels only."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
             text = resp.read().decode()
     except OSError:
         return {}
+    wanted = (labels or {}).items()
     return {
-        family.name: sum(s.value for s in family.samples if s.name.endswith("_total"))
+        family.name: sum(
+            s.value
+            for s in family.samples
+            if s.name.endswith("_total") and all(s.labels.get(k) == v for k, v in wanted)
+        )
         for family in text_string_to_metric_families(text)
     }

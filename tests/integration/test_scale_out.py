@@ -8,7 +8,6 @@ import asyncio
 import os
 import signal
 import time
-import urllib.request
 import uuid
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
@@ -17,12 +16,11 @@ from pathlib import Path
 import asyncpg
 import orjson
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from alerts import event_store
 from carewatch.simulate import register_fleet
 from carewatch.supervisor import Supervisor
-from carewatch.up import Services, scrape, start_all, start_replica
+from carewatch.up import Services, scrape, service_of, start_all, start_replica
 from devices.codecs.native import topic_for
 from plumbing.db import connect_pool
 from plumbing.mqtt import MqttClient, MqttError, with_login
@@ -96,7 +94,7 @@ async def test_killing_and_adding_processes_under_load_loses_and_doubles_nothing
         for name in ("ingest", "ingest-2"):
             assert scrape(children[name][1]).get("carewatch_ingest_events", 0) > 0, name
         for name in added:
-            assert _records_read(children[name][1], _worker(name)) > 0, name
+            assert _records_read(children[name][1], name) > 0, name
         joined = _assignments(started.logs / "rules-3.log")
         assert joined and joined[-1], joined
         survived = _assignments(started.logs / "rules.log")
@@ -114,7 +112,6 @@ async def _kill_and_add(
     supervisor restarts each), then add a third rules and telemetry process (they stop
     with `exits`). Each step waits for the stored events to grow, so it happens under
     load; returns the names of the added processes."""
-    children = started.children
     await _more_stored(pool, devices, 500)
     for name in ("rules-2", "telemetry-2"):
         _kill(started, name)
@@ -129,7 +126,7 @@ async def _kill_and_add(
         ]
     added = [task.result()[0] for task in joining]
     # Under load until both took over some events partitions and read from them.
-    await eventually(lambda: _consumed(*(children[name][1] for name in added)), within=45)
+    await eventually(lambda: _consumed(started, added), within=45)
     await _more_stored(pool, devices, 300)
     return added
 
@@ -145,29 +142,18 @@ async def _restarted(supervisor: Supervisor, *names: str) -> bool:
     return all(children[n]["restarts_10min"] >= 1 and children[n]["running"] for n in names)
 
 
-async def _consumed(rules_port: int, telemetry_port: int) -> bool:
-    rules = await asyncio.to_thread(_records_read, rules_port, "rules")
-    telemetry = await asyncio.to_thread(_records_read, telemetry_port, "telemetry")
-    return rules > 0 and telemetry > 0
+async def _consumed(started: Services, names: list[str]) -> bool:
+    ports = {name: started.children[name][1] for name in names}
+    reads = [await asyncio.to_thread(_records_read, port, name) for name, port in ports.items()]
+    return all(read > 0 for read in reads)
 
 
-def _records_read(port: int, worker: str) -> float:
-    """Records the process's `worker` consumer read: the events group's alone (a rules
-    process also reads the alarm lane's topic, in a group that forms seconds sooner)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
-        text = answer.read().decode()
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        if family.name == "carewatch_worker_records"
-        for sample in family.samples
-        if sample.name.endswith("_total") and sample.labels.get("worker") == worker
-    )
-
-
-def _worker(name: str) -> str:
-    """The events consumer of process `name` (`rules-3` -> `rules`)."""
-    return name.rsplit("-", 1)[0]
+def _records_read(port: int, name: str) -> float:
+    """Records process `name`'s events consumer read (`rules-3`: worker `rules`), not its
+    other consumers': a rules process also reads the alarm lane's topic, in a group that
+    forms seconds sooner."""
+    worker = {"worker": service_of(name)}
+    return scrape(port, worker).get("carewatch_worker_records", 0.0)
 
 
 async def _more_stored(pool: asyncpg.Pool, devices: list[str], more: int) -> None:
