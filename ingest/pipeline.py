@@ -212,10 +212,10 @@ class Ingest(Component):
         self._batches = KafkaBatches(
             self._producer, linger_s=ORDINARY_LINGER_MS / 1000, on_written=self._batch_written
         )
+        topics = (EVENTS_TOPIC, DLQ_TOPIC)
         try:
-            await self._batches.prepare((EVENTS_TOPIC, DLQ_TOPIC))
+            await self._batches.prepare(topics)
         except KafkaError:
-            topics = [EVENTS_TOPIC, DLQ_TOPIC]
             log.error(
                 "cannot learn the topics' partitions: are they created?", extra={"topics": topics}
             )
