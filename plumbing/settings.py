@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     ingest_client_id: str = Field(
         default_factory=lambda: f"carewatch-ingest-{socket.gethostname()}"
     )
-    ingest_max_inflight: int = Field(2000, ge=1, le=65535)
+    ingest_max_inflight: int = Field(4000, ge=1, le=65535)
     max_payload_bytes: int = Field(64 * 1024, ge=256)
     device_rate: float = Field(10.0, gt=0, description="messages/s per device before limiting")
     device_burst: int = Field(60, ge=1, description="messages a device may send at once")

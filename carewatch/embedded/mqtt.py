@@ -39,7 +39,7 @@ MOSQUITTO_SETTINGS: dict[str, str] = {
     # silently drops the rest (DESIGN.md, "Measured"); keep a million, with no byte limit.
     "max_queued_messages": "1000000",
     "max_queued_bytes": "0",
-    "max_inflight_messages": "2000",  # ingest's default in hand (its Receive Maximum)
+    "max_inflight_messages": "4000",  # ingest's default in hand (its Receive Maximum)
     # Queued messages and sessions survive a broker restart.
     "persistence": "true",
     "autosave_interval": "60",
