@@ -21,7 +21,7 @@ In-flight work is bounded by the MQTT 5 Receive Maximum we announce and, for MQT
 by the broker's inflight limit; and by ingest itself, which stops reading the ordinary
 session while it holds that many messages (mosquitto 2.0.11 does not keep to the Receive
 Maximum once acks flow: unchecked, an overloaded ingest took the broker's whole backlog
-into memory). The alarm session is read first and stopped only at ten times that
+into memory). The alarm session is read first and stopped only at five times that
 (`ALARM_HELD_FACTOR`): a device flooding its alarm topic cannot take ingest's memory. What
 waits behind such a flood in the alarm session's queue still reaches the alarm fast path
 (ingest/alarm_reader.py), which takes a burst of each device's alarms and no more.
@@ -89,8 +89,10 @@ class Record(NamedTuple):
     label: str  # event kind, or reject reason for the DLQ
 
 
-# Messages the alarm session may have in hand, as a multiple of the ordinary session's.
-ALARM_HELD_FACTOR = 10
+# Messages the alarm session may have in hand, as a multiple of the ordinary session's:
+# 20,000 at the default, as many as before the ordinary limit went from 2,000 to 4,000
+# (what a flood of alarm-topic messages may make ingest hold is a memory bound).
+ALARM_HELD_FACTOR = 5
 
 
 @dataclass(eq=False)

@@ -73,8 +73,8 @@ async def test_an_alarm_overtakes_a_backlog_of_telemetry(
 async def test_a_flood_on_the_alarm_topic_is_held_in_the_broker_not_in_ingest(
     stack: EmbeddedStack, pipeline: Pipeline, device: str
 ) -> None:
-    """The alarm session is read first and stopped late, but stopped: at ten times the
-    ordinary limit (50 here), so a device flooding its alarm topic cannot take ingest's
+    """The alarm session is read first and stopped late, but stopped: at five times the
+    ordinary limit (25 here), so a device flooding its alarm topic cannot take ingest's
     memory (mosquitto sends past the Receive Maximum once acks flow)."""
     make = _ingest_factory(stack, f"test-flood-{uuid.uuid4().hex[:8]}")
     async with make([]):
