@@ -90,8 +90,8 @@ class Record(NamedTuple):
 
 
 # Messages the alarm session may have in hand, as a multiple of the ordinary session's:
-# 20,000 at the default, as many as before the ordinary limit went from 2,000 to 4,000
-# (what a flood of alarm-topic messages may make ingest hold is a memory bound).
+# 20,000 at the default. It bounds what a flood of alarm-topic messages makes ingest hold
+# in memory, so it grows only with the ordinary limit someone chose to raise.
 ALARM_HELD_FACTOR = 5
 
 
