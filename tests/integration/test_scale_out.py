@@ -144,9 +144,11 @@ async def _restarted(supervisor: Supervisor, *names: str) -> bool:
 
 
 async def _consumed(started: Services, names: list[str]) -> bool:
-    ports = {name: started.children[name][1] for name in names}
-    reads = [await asyncio.to_thread(_records_read, port, name) for name, port in ports.items()]
-    return all(read > 0 for read in reads)
+    for name in names:
+        read = await asyncio.to_thread(_records_read, started.children[name][1], name)
+        if not read:
+            return False
+    return True
 
 
 def _records_read(port: int, name: str) -> float:
