@@ -8,6 +8,7 @@ stack: stop taking input, drain in-flight work, flush, close connections.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -21,7 +22,7 @@ from plumbing.logs import setup_logging
 from plumbing.mqtt import MqttError
 from plumbing.settings import ConfigError, Settings
 
-__all__ = ["Running", "run_service"]
+__all__ = ["Running", "run_service", "tune_gc"]
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,25 @@ Build = Callable[[Settings, AsyncExitStack], Awaitable[Running]]
 def run_service(name: str, settings: Settings, build: Build) -> int:
     """Run until a signal or a crash; the exit status says which (0 or 1)."""
     setup_logging(level=settings.log_level, fmt=settings.log_format, process_name=name)
+    tune_gc()
     return asyncio.run(_serve(name, settings, build))
+
+
+# Python's cycle collector at its defaults (a young collection every 700 net allocations)
+# took 8-16 % of the CPU of ingest, rules and telemetry at 10,000 messages/s: a message's
+# objects live for the ~100 ms it is in flight, long enough to be promoted, then scanned
+# again by full collections that walked every object the imports had made (~130,000).
+# Reference counting frees nearly everything here; the collector is only for cycles.
+YOUNG_THRESHOLD = 50_000
+
+
+def tune_gc() -> None:
+    """Once, before serving: what the imports made lives as long as the process and is
+    never scanned again (gc.freeze), and young collections come 70 times less often."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_THRESHOLD, middle, old)
 
 
 async def _serve(name: str, settings: Settings, build: Build) -> int:
