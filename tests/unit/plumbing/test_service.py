@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -16,16 +17,20 @@ from plumbing.settings import Settings
 
 
 @pytest.fixture
-def collector() -> Iterator[None]:
-    """This test process's collector as it was, afterwards."""
+def as_it_was() -> Iterator[None]:
+    """This test process's collector and logging as they were, afterwards."""
     threshold = gc.get_threshold()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
     yield
     gc.unfreeze()
     gc.set_threshold(*threshold)
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def test_a_service_serves_with_the_imports_frozen_and_young_collections_rarer(
-    collector: None, tmp_path: Path
+    as_it_was: None, tmp_path: Path
 ) -> None:
     seen: dict[str, Any] = {}
 
