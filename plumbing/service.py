@@ -1,4 +1,5 @@
-"""Running one long-lived process: logging, signals, metrics/health, ordered shutdown.
+"""Running one long-lived process: logging, the cycle collector, signals, metrics/health,
+ordered shutdown.
 
 A command builds its components onto an `AsyncExitStack` (so they stop in reverse order)
 and returns what to watch. SIGTERM or SIGINT, or any watched task ending, closes the
@@ -22,7 +23,7 @@ from plumbing.logs import setup_logging
 from plumbing.mqtt import MqttError
 from plumbing.settings import ConfigError, Settings
 
-__all__ = ["Running", "run_service", "tune_gc"]
+__all__ = ["YOUNG_THRESHOLD", "Running", "run_service"]
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ Build = Callable[[Settings, AsyncExitStack], Awaitable[Running]]
 def run_service(name: str, settings: Settings, build: Build) -> int:
     """Run until a signal or a crash; the exit status says which (0 or 1)."""
     setup_logging(level=settings.log_level, fmt=settings.log_format, process_name=name)
-    tune_gc()
+    _tune_gc()
     return asyncio.run(_serve(name, settings, build))
 
 
@@ -56,7 +57,7 @@ def run_service(name: str, settings: Settings, build: Build) -> int:
 YOUNG_THRESHOLD = 50_000
 
 
-def tune_gc() -> None:
+def _tune_gc() -> None:
     """Once, before serving: what the imports made lives as long as the process and is
     never scanned again (gc.freeze), and young collections come 70 times less often."""
     gc.collect()
